@@ -1,0 +1,237 @@
+"""Threshold calibration, conformal p-values and time-series events: all thresholding lives here.
+
+Scores follow one convention everywhere: higher = more anomalous; a record is flagged when
+score > threshold. Calibration scores come from reference data held out from training.
+
+Methods:
+- `quantile`: the conformal (1 - target_fpr) quantile of the calibration scores, so that the
+  false-positive rate on new normal data is at most `target_fpr` in expectation;
+- `mad`: median + k * 1.4826 * MAD (robust z-score; k from `target_fpr` under normality);
+- `pot`: peaks over threshold, a generalised Pareto fit to the tail above the `pot_level`
+  quantile, extrapolated to risk `target_fpr` (Siffer et al., KDD 2017);
+- `f1`: the threshold with the best F1 on labelled calibration records (needs anomalies);
+- a false-alarm budget (`false_alarms="1/day"`): the lowest threshold at which held-out
+  normal data yields at most that many events per unit of time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aemon.errors import CalibrationError, ConfigError
+
+THRESHOLD_METHODS = ("quantile", "mad", "pot", "f1")
+MAX_STORED_SCORES = 10_000
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def calibrate_threshold(
+    scores: np.ndarray,
+    method: str = "quantile",
+    *,
+    target_fpr: float = 0.01,
+    labels: np.ndarray | None = None,
+    pot_level: float = 0.98,
+) -> Threshold:
+    """Pick the threshold over calibration `scores` (held-out reference data)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1 or len(scores) == 0 or not np.isfinite(scores).all():
+        raise CalibrationError("calibration needs a non-empty 1-D array of finite scores")
+    if not 0 < target_fpr < 1:
+        raise ConfigError(f"target_fpr must be in (0, 1), got {target_fpr}")
+    if method == "quantile":
+        return Threshold(conformal_quantile(scores, target_fpr), method, {"target_fpr": target_fpr})
+    if method == "mad":
+        from scipy.stats import norm
+
+        med = float(np.median(scores))
+        mad = float(np.median(np.abs(scores - med))) * 1.4826
+        k = float(norm.isf(target_fpr))
+        if mad == 0:
+            raise CalibrationError("MAD of the calibration scores is 0; use method='quantile'")
+        return Threshold(med + k * mad, method, {"target_fpr": target_fpr, "k": k})
+    if method == "pot":
+        return _pot_threshold(scores, target_fpr, pot_level)
+    if method == "f1":
+        if labels is None:
+            raise CalibrationError("threshold method 'f1' needs labels")
+        labels = np.asarray(labels).astype(bool)
+        if labels.shape != scores.shape:
+            raise CalibrationError(
+                f"labels have shape {labels.shape}, calibration scores {scores.shape}"
+            )
+        if not labels.any():
+            raise CalibrationError(
+                "threshold method 'f1' needs anomalies in the labelled calibration data, found "
+                "none; use 'quantile', 'mad' or 'pot'"
+            )
+        value, f1 = best_f1_threshold(scores, labels)
+        return Threshold(value, method, {"f1": f1, "n_anomalies": int(labels.sum())})
+    raise ConfigError(f"threshold method must be one of {THRESHOLD_METHODS}, got {method!r}")
+
+
+def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
+    """The ceil((n+1)(1-alpha))-th smallest score: P(new normal score > it) <= alpha."""
+    s = np.sort(scores)
+    k = math.ceil((len(s) + 1) * (1 - alpha))
+    if k > len(s):  # too few calibration scores for this alpha: flag only above the max
+        return float(np.nextafter(s[-1], np.inf))
+    return float(s[k - 1])
+
+
+def _pot_threshold(scores: np.ndarray, risk: float, level: float) -> Threshold:
+    from scipy.stats import genpareto
+
+    t = float(np.quantile(scores, level))
+    excess = scores[scores > t] - t
+    n, n_t = len(scores), len(excess)
+    if n_t < 10:
+        raise CalibrationError(
+            f"POT needs at least 10 scores above the {level:.0%} quantile, got {n_t}; "
+            "give more calibration data or use method='quantile'"
+        )
+    shape, _, scale = genpareto.fit(excess, floc=0.0)
+    r = risk * n / n_t
+    if abs(shape) < 1e-8:
+        z = t - scale * math.log(r)
+    else:
+        z = t + scale / shape * (r ** (-shape) - 1)
+    params = {"target_fpr": risk, "level": level, "gpd_shape": float(shape),
+              "gpd_scale": float(scale), "initial_threshold": t}
+    return Threshold(float(max(z, t)), "pot", params)
+
+
+def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The threshold (flag when score > it) with the highest F1, and that F1."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    tp = np.cumsum(y)
+    fp = np.cumsum(~y)
+    f1 = 2 * tp / (tp + fp + y.sum())
+    last_of_tie = np.r_[s[1:] != s[:-1], True]  # only cut between distinct scores
+    f1 = np.where(last_of_tie, f1, -1.0)
+    i = int(np.argmax(f1))
+    thr = float(s[i + 1]) if i + 1 < len(s) else float(np.nextafter(s[i], -np.inf))
+    return thr, float(f1[i])
+
+
+def p_values(scores: np.ndarray, calibration_sorted: np.ndarray) -> np.ndarray:
+    """Conformal p-values: (1 + #{calibration >= s}) / (n + 1); small = anomalous."""
+    n = len(calibration_sorted)
+    n_ge = n - np.searchsorted(calibration_sorted, scores, side="left")
+    return (1.0 + n_ge) / (n + 1.0)
+
+
+def summarize_scores(scores: np.ndarray) -> dict[str, float]:
+    q = np.quantile(scores, [0.0, 0.5, 0.9, 0.99, 1.0])
+    return {"n": float(len(scores)), "mean": float(np.mean(scores)), "min": float(q[0]),
+            "median": float(q[1]), "p90": float(q[2]), "p99": float(q[3]), "max": float(q[4])}
+
+
+def thin_scores(scores: np.ndarray, limit: int = MAX_STORED_SCORES) -> np.ndarray:
+    """Sorted scores, reduced to `limit` evenly spaced order statistics (keeps p-values close)."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    if len(s) <= limit:
+        return s
+    return s[np.linspace(0, len(s) - 1, limit).round().astype(int)]
+
+
+# --- time-series events -------------------------------------------------------------------
+
+_UNITS = {"s": "1s", "sec": "1s", "second": "1s", "min": "1min", "minute": "1min", "h": "1h",
+          "hour": "1h", "d": "1D", "day": "1D", "w": "7D", "week": "7D"}
+
+
+def parse_rate(text: str) -> tuple[float, pd.Timedelta]:
+    """'1/day', '3 per week', '0.5/h' -> (count, period)."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*(?:/|per)\s*([0-9]*)\s*([a-zA-Z]+?)s?\s*", text)
+    if not m or m.group(3).lower() not in _UNITS:
+        raise ConfigError(
+            f"false-alarm budget must look like '1/day', '2/week' or '0.5/h', got {text!r}"
+        )
+    count = float(m.group(1))
+    period = pd.Timedelta(_UNITS[m.group(3).lower()]) * int(m.group(2) or 1)
+    return count, period
+
+
+def find_events(flags: np.ndarray, gap: int = 0) -> np.ndarray:
+    """Runs of flagged points, joined when fewer than `gap` unflagged points separate them.
+
+    Returns an (n_events, 2) int array of [start, end] row indices (inclusive).
+    """
+    idx = np.flatnonzero(flags)
+    if len(idx) == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    breaks = np.flatnonzero(np.diff(idx) > gap + 1)
+    starts = np.r_[idx[0], idx[breaks + 1]]
+    ends = np.r_[idx[breaks], idx[-1]]
+    return np.stack([starts, ends], axis=1)
+
+
+def describe_events(
+    spans: np.ndarray,
+    scores: np.ndarray,
+    column_errors: np.ndarray,
+    columns: tuple[str, ...],
+    timestamps: np.ndarray | None,
+) -> pd.DataFrame:
+    """Events as a DataFrame: start, end, start_index, end_index, n_points, peak_score,
+    peak_time, and `contributions` (each column's share of the reconstruction error)."""
+    rows = []
+    for start, end in spans:
+        seg = slice(int(start), int(end) + 1)
+        peak = int(start) + int(np.argmax(scores[seg]))
+        col_err = column_errors[seg].sum(axis=0)
+        share = col_err / col_err.sum() if col_err.sum() > 0 else np.full(len(columns), 1 / len(columns))
+        when = (lambda i: pd.Timestamp(timestamps[i])) if timestamps is not None else (lambda i: int(i))
+        rows.append({
+            "start": when(start), "end": when(end), "start_index": int(start),
+            "end_index": int(end), "n_points": int(end - start + 1),
+            "peak_score": float(scores[peak]), "peak_time": when(peak),
+            "contributions": {c: round(float(v), 6) for c, v in zip(columns, share, strict=True)},
+        })
+    cols = ["start", "end", "start_index", "end_index", "n_points", "peak_score", "peak_time",
+            "contributions"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def calibrate_event_budget(
+    scores: np.ndarray,
+    duration: pd.Timedelta,
+    budget: str,
+    *,
+    gap: int,
+    floor: float | None = None,
+) -> Threshold:
+    """Lowest threshold whose events on held-out normal data stay within `budget` per period.
+
+    `duration` is the time the calibration scores cover. Scanning thresholds from high to
+    low, it stops at the first one that breaks the budget. `floor` (e.g. a pointwise
+    threshold) bounds the result from below.
+    """
+    count, period = parse_rate(budget)
+    allowed = count * (duration / period)
+    candidates = np.unique(np.quantile(scores, np.linspace(0.5, 1.0, 401)))[::-1]
+    chosen = float(np.nextafter(candidates[0], np.inf))
+    for thr in candidates:
+        n_events = len(find_events(scores > thr, gap))
+        if n_events > allowed:
+            break
+        chosen = float(thr)
+    if floor is not None:
+        chosen = max(chosen, floor)
+    params = {"false_alarms": budget, "allowed_events": allowed, "gap": gap,
+              "calibration_span_s": duration.total_seconds()}
+    return Threshold(chosen, "event_budget", params)

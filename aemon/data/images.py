@@ -1,0 +1,218 @@
+"""Image input: a folder of PNG/JPEG (recursive), a .npy/.npz array, or an MNIST IDX .gz file.
+
+Images come out as float32 arrays (N, C, H, W) scaled to [0, 1], resized to the detector's
+size. Record keys are file paths relative to the folder, or `index:N` for arrays.
+Unreadable files raise a DataError naming every one of them: nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aemon.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+ARRAY_SUFFIXES = (".npy", ".npz")
+IDX_IMAGE_MAGIC = 0x00000803
+
+
+@dataclass(frozen=True)
+class ImageSchema:
+    """Size and channels (1 = grayscale, 3 = RGB) the detector works at."""
+
+    height: int
+    width: int
+    channels: int
+
+
+@dataclass
+class ImageBatch:
+    keys: list[str]
+    images: np.ndarray  # (N, C, H, W) float32 in [0, 1]
+
+
+def is_image_source(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_dir() or name.endswith(IMAGE_SUFFIXES + ARRAY_SUFFIXES) or name.endswith(
+        "-ubyte.gz"
+    ) or name.endswith("-ubyte")
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not files:
+        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found", source=folder)
+    return files
+
+
+def read_idx_images(path: Path) -> np.ndarray:
+    """MNIST IDX image file (gzipped or not) -> (N, H, W) uint8."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise DataError(f"cannot read IDX file: {exc}", source=path) from exc
+    if len(raw) < 16:
+        raise DataError("file too short for an IDX image header", source=path)
+    magic, n, rows, cols = struct.unpack(">IIII", raw[:16])
+    if magic != IDX_IMAGE_MAGIC:
+        raise DataError(
+            f"not an IDX image file: magic {magic:#010x}, expected {IDX_IMAGE_MAGIC:#010x}",
+            source=path,
+        )
+    if len(raw) != 16 + n * rows * cols:
+        raise DataError(
+            f"IDX header says {n}x{rows}x{cols} but the file holds {len(raw) - 16} bytes",
+            source=path,
+        )
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols)
+
+
+def read_array(path: Path) -> np.ndarray:
+    """.npy, or .npz with one array (or one named `images`/`x`)."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read array file: {exc}", source=path) from exc
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        names = list(loaded.files)
+        for name in ("images", "x", "X"):
+            if name in names:
+                return loaded[name]
+        if len(names) == 1:
+            return loaded[names[0]]
+    raise DataError(f"npz holds arrays {names}; name the images array 'images'", source=path)
+
+
+def _to_nchw(array: np.ndarray, source: str) -> np.ndarray:
+    """(N,H,W) or (N,H,W,C) with C in 1/3/4 -> float32 (N,C,H,W) in [0, 1]."""
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
+        raise DataError(
+            f"expected an image array of shape (N, H, W) or (N, H, W, C) with C in 1/3/4, "
+            f"got {array.shape}",
+            source=source,
+        )
+    if array.shape[-1] == 4:
+        array = array[..., :3]
+    if array.dtype == np.uint8:
+        out = array.astype(np.float32) / 255.0
+    elif np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer):
+        out = array.astype(np.float32)
+        if not np.isfinite(out).all():
+            bad = int(np.flatnonzero(~np.isfinite(out).reshape(len(out), -1).all(axis=1))[0])
+            raise DataError("image holds NaN/inf values", source=source, record=f"index:{bad}")
+        lo, hi = float(out.min(initial=0.0)), float(out.max(initial=0.0))
+        if lo < 0.0 or hi > 1.0:
+            raise DataError(
+                f"non-uint8 images must be scaled to [0, 1], got values in [{lo:g}, {hi:g}]",
+                source=source,
+            )
+    else:
+        raise DataError(f"unsupported image dtype {array.dtype}", source=source)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def _resize_nchw(images: np.ndarray, schema: ImageSchema) -> np.ndarray:
+    """Match channels (gray <-> RGB) and size (bilinear, antialiased)."""
+    import torch
+    import torch.nn.functional as F
+
+    if images.shape[1] != schema.channels:
+        if schema.channels == 1:  # ITU-R 601 luma, as PIL's "L" conversion
+            weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)[None, :, None, None]
+            images = (images * weights).sum(axis=1, keepdims=True, dtype=np.float32)
+        else:
+            images = np.repeat(images, schema.channels, axis=1)
+    if images.shape[2:] != (schema.height, schema.width):
+        with torch.inference_mode():
+            images = F.interpolate(
+                torch.from_numpy(images),
+                size=(schema.height, schema.width),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            ).clamp_(0, 1).numpy()
+    return np.ascontiguousarray(images, dtype=np.float32)
+
+
+def _read_image_files(files: Sequence[Path], root: Path) -> tuple[list[str], list[np.ndarray]]:
+    from PIL import Image, UnidentifiedImageError
+
+    keys, arrays, failures = [], [], []
+    for path in files:
+        key = path.relative_to(root).as_posix()
+        try:
+            with Image.open(path) as img:
+                img.load()
+                mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+                arr = np.asarray(img.convert(mode))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            failures.append(f"{key} ({type(exc).__name__}: {exc})")
+            continue
+        keys.append(key)
+        arrays.append(arr if arr.ndim == 3 else arr[..., None])
+    if failures:
+        raise DataError(
+            f"{len(failures)} unreadable image file(s): " + "; ".join(failures[:10])
+            + (" ..." if len(failures) > 10 else ""),
+            source=root,
+            record=failures[0].split(" (")[0],
+        )
+    return keys, arrays
+
+
+def load_images(data: str | Path | np.ndarray, schema: ImageSchema | None = None) -> tuple[
+    ImageSchema, ImageBatch
+]:
+    """Read images and bring them to `schema` (inferred from the first image when None)."""
+    if isinstance(data, np.ndarray):
+        nchw = _to_nchw(data, "<array>")
+        keys = [f"index:{i}" for i in range(len(nchw))]
+    else:
+        path = Path(data)
+        source = str(path)
+        if not path.exists():
+            raise DataError("file or folder not found", source=path)
+        name = path.name.lower()
+        if path.is_dir():
+            keys, arrays = _read_image_files(list_image_files(path), path)
+            channels = 3 if any(a.shape[-1] == 3 for a in arrays) else 1
+            target = schema or ImageSchema(arrays[0].shape[0], arrays[0].shape[1], channels)
+            converted = [
+                _resize_nchw(_to_nchw(a[None], f"{source}/{k}"), target)
+                for a, k in zip(arrays, keys, strict=True)
+            ]
+            return target, ImageBatch(keys=keys, images=np.concatenate(converted))
+        if name.endswith(ARRAY_SUFFIXES):
+            nchw = _to_nchw(read_array(path), source)
+        elif name.endswith(("-ubyte.gz", "-ubyte")):
+            nchw = _to_nchw(read_idx_images(path), source)
+        elif name.endswith(IMAGE_SUFFIXES):
+            keys, arrays = _read_image_files([path], path.parent)
+            nchw = _to_nchw(arrays[0][None], source)
+            target = schema or ImageSchema(nchw.shape[2], nchw.shape[3], nchw.shape[1])
+            return target, ImageBatch(keys=keys, images=_resize_nchw(nchw, target))
+        else:
+            raise DataError(
+                "unsupported image source; expected a folder of images, .npy/.npz or IDX .gz",
+                source=path,
+            )
+        keys = [f"index:{i}" for i in range(len(nchw))]
+    if len(nchw) == 0:
+        raise DataError("no images in the input", source=str(data) if not isinstance(
+            data, np.ndarray) else "<array>")
+    target = schema or ImageSchema(nchw.shape[2], nchw.shape[3], nchw.shape[1])
+    return target, ImageBatch(keys=keys, images=_resize_nchw(nchw, target))

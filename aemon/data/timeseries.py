@@ -1,0 +1,313 @@
+"""Time-series input: CSV or Parquet files, or DataFrames, into validated float32 arrays.
+
+A series has one timestamp column (named, or the first column that parses as datetimes) and
+one or more numeric value columns. Rows must be sorted by time with no duplicate timestamps;
+NaN/inf values are an error naming the rows unless `fill` says how to repair them.
+Large files are read in chunks (pyarrow record batches), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from aemon.errors import ConfigError, DataError, SchemaError
+
+FillMethod = Literal["ffill", "interpolate", "zero"]
+FILL_METHODS: tuple[str, ...] = ("ffill", "interpolate", "zero")
+TIMESERIES_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
+DEFAULT_CHUNK_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class SeriesSchema:
+    """The columns a detector was trained on."""
+
+    timestamp_col: str | None
+    columns: tuple[str, ...]
+
+
+@dataclass
+class SeriesChunk:
+    """A validated piece of a series: `values` is (n_rows, n_columns) float32."""
+
+    values: np.ndarray
+    timestamps: np.ndarray | None  # datetime64[ns] or None when the series has no time column
+    first_row: int  # index of the chunk's first row in the whole series
+
+
+def is_timeseries_path(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and name.endswith(TIMESERIES_SUFFIXES)
+
+
+def _parses_as_datetime(series: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return True
+    if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+        return False
+    sample = series.dropna().head(20)
+    if sample.empty:
+        return False
+    try:
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    except (TypeError, ValueError):
+        return False
+    return bool(parsed.notna().all())
+
+
+def infer_schema(
+    frame: pd.DataFrame,
+    *,
+    timestamp_col: str | None = None,
+    columns: Sequence[str] | None = None,
+    source: str = "<DataFrame>",
+) -> SeriesSchema:
+    """Pick the timestamp column and the numeric value columns of `frame`.
+
+    Without `timestamp_col`, the first column that parses as datetimes is used (none is fine:
+    rows are then indexed by position). Without `columns`, every other numeric column is used.
+    """
+    if timestamp_col is not None and timestamp_col not in frame.columns:
+        raise SchemaError(
+            f"timestamp column {timestamp_col!r} not found; columns are {list(frame.columns)}",
+            source=source,
+        )
+    if timestamp_col is None:
+        timestamp_col = next((str(c) for c in frame.columns if _parses_as_datetime(frame[c])), None)
+    if columns is None:
+        columns = [
+            str(c)
+            for c in frame.columns
+            if c != timestamp_col
+            and pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])
+        ]
+        if not columns:
+            raise DataError(
+                f"no numeric value column found; columns are {list(frame.columns)}", source=source
+            )
+    else:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise SchemaError(
+                f"value columns {missing} not found; columns are {list(frame.columns)}",
+                source=source,
+            )
+    return SeriesSchema(timestamp_col=timestamp_col, columns=tuple(columns))
+
+
+def _describe_rows(rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"{shown}{more}"
+
+
+def validate_chunk(
+    frame: pd.DataFrame,
+    schema: SeriesSchema,
+    *,
+    first_row: int = 0,
+    previous_timestamp: np.datetime64 | None = None,
+    fill: FillMethod | None = None,
+    source: str = "<DataFrame>",
+) -> SeriesChunk:
+    """Check and convert one chunk of rows; row numbers in errors count from the series start
+    (0-based, header excluded)."""
+    missing = [c for c in schema.columns if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"value columns {missing} not found; the detector expects {list(schema.columns)}, "
+            f"the input has {list(frame.columns)}",
+            source=source,
+        )
+    timestamps = None
+    if schema.timestamp_col is not None:
+        if schema.timestamp_col not in frame.columns:
+            raise SchemaError(f"timestamp column {schema.timestamp_col!r} not found", source=source)
+        raw = frame[schema.timestamp_col]
+        parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=False)
+        bad = np.flatnonzero(parsed.isna().to_numpy())
+        if bad.size:
+            raise DataError(
+                f"unparseable timestamp {raw.iloc[bad[0]]!r} in column {schema.timestamp_col!r} "
+                f"(rows {_describe_rows(bad + first_row)})",
+                source=source,
+                record=int(bad[0] + first_row),
+            )
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        timestamps = parsed.to_numpy(dtype="datetime64[ns]")
+        check = timestamps if previous_timestamp is None else np.r_[previous_timestamp, timestamps]
+        offset = first_row if previous_timestamp is None else first_row - 1
+        steps = np.diff(check)
+        zero = np.timedelta64(0, "ns")
+        unsorted = np.flatnonzero(steps < zero)
+        if unsorted.size:
+            row = int(unsorted[0] + 1 + offset)
+            raise DataError(
+                f"timestamps are not sorted: {check[unsorted[0] + 1]} comes after "
+                f"{check[unsorted[0]]} (rows {_describe_rows(unsorted + 1 + offset)}); sort the file",
+                source=source,
+                record=row,
+            )
+        dups = np.flatnonzero(steps == zero)
+        if dups.size:
+            raise DataError(
+                f"duplicate timestamp {check[dups[0] + 1]} "
+                f"(rows {_describe_rows(dups + 1 + offset)}); aggregate or drop duplicates",
+                source=source,
+                record=int(dups[0] + 1 + offset),
+            )
+    try:
+        values = frame.loc[:, list(schema.columns)].to_numpy(dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"value columns must be numeric: {exc}", source=source) from exc
+    bad_mask = ~np.isfinite(values)
+    if bad_mask.any():
+        if fill is None:
+            rows = np.flatnonzero(bad_mask.any(axis=1))
+            cols = [schema.columns[i] for i in np.flatnonzero(bad_mask.any(axis=0))]
+            raise DataError(
+                f"{int(bad_mask.sum())} NaN/inf values in columns {cols} "
+                f"(rows {_describe_rows(rows + first_row)}); "
+                f"clean the data or pass fill='ffill'|'interpolate'|'zero'",
+                source=source,
+                record=int(rows[0] + first_row),
+            )
+        values = fill_missing(values, fill)
+    return SeriesChunk(values=values.astype(np.float32), timestamps=timestamps, first_row=first_row)
+
+
+def fill_missing(values: np.ndarray, fill: FillMethod) -> np.ndarray:
+    """Repair NaN/inf values: `ffill` carries the last valid value forward (the first rows take
+    the first valid value), `interpolate` is linear in row position, `zero` writes 0."""
+    if fill not in FILL_METHODS:
+        raise ConfigError(f"fill must be one of {FILL_METHODS}, got {fill!r}")
+    frame = pd.DataFrame(np.where(np.isfinite(values), values, np.nan))
+    if fill == "zero":
+        frame = frame.fillna(0.0)
+    elif fill == "ffill":
+        frame = frame.ffill().bfill()
+    else:
+        frame = frame.interpolate(limit_direction="both")
+    if frame.isna().any().any():
+        raise DataError(f"a column has no finite value at all; fill={fill!r} cannot repair it")
+    return frame.to_numpy(dtype=np.float64)
+
+
+def read_frame_chunks(path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Yield a CSV or Parquet file as DataFrames of at most about `chunk_rows` rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            with pq.ParquetFile(path) as pf:
+                for batch in pf.iter_batches(batch_size=chunk_rows):
+                    yield batch.to_pandas()
+            return
+        if name.endswith((".csv", ".csv.gz")):
+            # Timestamps stay strings here; validate_chunk parses them with pandas' rules.
+            block = max(1 << 20, min(chunk_rows * 32, 1 << 28))
+            reader = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=block),
+                convert_options=pacsv.ConvertOptions(
+                    timestamp_parsers=[], strings_can_be_null=True
+                ),
+            )
+            pending: list[pa.RecordBatch] = []
+            n_pending = 0
+            for batch in reader:
+                pending.append(batch)
+                n_pending += batch.num_rows
+                if n_pending >= chunk_rows:
+                    yield pa.Table.from_batches(pending).to_pandas()
+                    pending, n_pending = [], 0
+            if pending:
+                yield pa.Table.from_batches(pending).to_pandas()
+            return
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"cannot read file: {exc}", source=path) from exc
+    raise DataError(
+        f"unsupported time-series file type; expected one of {TIMESERIES_SUFFIXES}", source=path
+    )
+
+
+def iter_series(
+    data: str | Path | pd.DataFrame,
+    schema: SeriesSchema | None = None,
+    *,
+    timestamp_col: str | None = None,
+    columns: Sequence[str] | None = None,
+    fill: FillMethod | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> tuple[SeriesSchema, Iterator[SeriesChunk]]:
+    """Open a series and return its schema and an iterator of validated chunks.
+
+    With `schema` (a trained detector's), the input must contain those columns; otherwise the
+    schema is inferred from the first chunk.
+    """
+    if isinstance(data, pd.DataFrame):
+        source = "<DataFrame>"
+        frames: Iterator[pd.DataFrame] = (
+            data.iloc[i : i + chunk_rows] for i in range(0, max(len(data), 1), chunk_rows)
+        )
+    else:
+        path = Path(data)
+        source = str(path)
+        if not path.exists():
+            raise DataError("file not found", source=path)
+        frames = read_frame_chunks(path, chunk_rows)
+    first = next(frames, None)
+    if first is None or len(first) == 0:
+        raise DataError("the series has no rows", source=source)
+    if schema is None:
+        schema = infer_schema(first, timestamp_col=timestamp_col, columns=columns, source=source)
+
+    def chunks() -> Iterator[SeriesChunk]:
+        row = 0
+        last: np.datetime64 | None = None
+        frame: pd.DataFrame | None = first
+        while frame is not None:
+            chunk = validate_chunk(
+                frame, schema, first_row=row, previous_timestamp=last, fill=fill, source=source
+            )
+            row += len(frame)
+            if chunk.timestamps is not None and len(chunk.timestamps):
+                last = chunk.timestamps[-1]
+            yield chunk
+            frame = next(frames, None)
+
+    return schema, chunks()
+
+
+def load_series(
+    data: str | Path | pd.DataFrame,
+    schema: SeriesSchema | None = None,
+    **kwargs: object,
+) -> tuple[SeriesSchema, SeriesChunk]:
+    """Read a whole series into memory (for training; scoring streams with `iter_series`)."""
+    schema, chunks = iter_series(data, schema, **kwargs)  # type: ignore[arg-type]
+    parts = list(chunks)
+    values = np.concatenate([p.values for p in parts]) if len(parts) > 1 else parts[0].values
+    stamps = None
+    if parts[0].timestamps is not None:
+        stamps = np.concatenate([p.timestamps for p in parts if p.timestamps is not None])
+    return schema, SeriesChunk(values=values, timestamps=stamps, first_row=0)
+
+
+def sliding_windows(values: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
+    """(n_rows, n_columns) -> read-only view (n_windows, window, n_columns); no copy."""
+    if values.shape[0] < window:
+        raise DataError(f"the series has {values.shape[0]} rows, fewer than the window ({window})")
+    view = np.lib.stride_tricks.sliding_window_view(values, window, axis=0)  # (n, C, window)
+    return view.transpose(0, 2, 1)[::stride]

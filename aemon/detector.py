@@ -1,0 +1,599 @@
+"""`Detector`: preprocessing + autoencoder + calibrated threshold, one object, one folder.
+
+Follows the scikit-learn estimator contract: `__init__` only stores its arguments, `fit`
+returns `self`, fitted state ends in `_`, and methods that need a fitted detector raise
+`NotFittedError` before `fit`. Scores: higher = more anomalous; flagged when score > threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from aemon import __version__
+from aemon.calibration import (
+    Threshold,
+    calibrate_event_budget,
+    calibrate_threshold,
+    describe_events,
+    find_events,
+    p_values,
+    summarize_scores,
+    thin_scores,
+)
+from aemon.data.images import ImageSchema, is_image_source, load_images
+from aemon.data.timeseries import (
+    SeriesSchema,
+    is_timeseries_path,
+    iter_series,
+    load_series,
+    sliding_windows,
+)
+from aemon.errors import ConfigError, DataError, ModelFormatError, NotFittedError, SchemaError
+from aemon.models import Autoencoder, ModelSpec, default_spec
+from aemon.scoring import WindowScorer, encode, score_images
+from aemon.training import TrainConfig, resolve_device, train_autoencoder
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MODALITIES = ("timeseries", "image")
+WEIGHTS_FILE, MANIFEST_FILE = "weights.pt", "manifest.json"
+Input = str | Path | pd.DataFrame | np.ndarray
+
+
+@dataclass
+class ScoreResult:
+    """Scores of one batch: one entry per record (a time-series point or an image).
+
+    `scores`: higher = more anomalous; `is_anomaly`: score > `threshold`; `p_values`:
+    conformal p-values against the calibration scores (small = anomalous).
+    """
+
+    keys: list[str]  # timestamps (ISO) or row numbers for series; relative paths / index:N
+    scores: np.ndarray
+    is_anomaly: np.ndarray
+    p_values: np.ndarray
+    threshold: float
+    timestamps: np.ndarray | None = None  # time series with a time column
+    column_errors: np.ndarray | None = None  # time series: (n_points, n_columns)
+    columns: tuple[str, ...] = ()
+    events: pd.DataFrame | None = None  # time series: start, end, peak_score, contributions…
+    error_maps: np.ndarray | None = None  # images: (n_images, H, W)
+
+    @property
+    def n_records(self) -> int:
+        return len(self.scores)
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.is_anomaly.sum())
+
+    def event_ids(self) -> np.ndarray:
+        """Per record: the index of its event in `events`, or -1."""
+        ids = np.full(self.n_records, -1, dtype=np.int64)
+        if self.events is not None:
+            for i, (a, b) in enumerate(zip(self.events.start_index, self.events.end_index, strict=True)):
+                ids[a : b + 1] = i
+        return ids
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per record: key, [timestamp], score, is_anomaly, p_value, [event_id]."""
+        frame = pd.DataFrame({"key": self.keys})
+        if self.timestamps is not None:
+            frame["timestamp"] = self.timestamps
+        frame["score"] = self.scores
+        frame["is_anomaly"] = self.is_anomaly
+        frame["p_value"] = self.p_values
+        if self.events is not None:
+            frame["event_id"] = self.event_ids()
+        return frame
+
+
+class Detector:
+    """An autoencoder anomaly detector for time series or images with a calibrated threshold.
+
+    Example:
+        >>> det = Detector(modality="timeseries", window=32, epochs=5).fit(frame)  # doctest: +SKIP
+        >>> res = det.score(new_frame)  # res.scores, res.is_anomaly, res.events  # doctest: +SKIP
+
+    Arguments (stored as given; checked by `fit`):
+        modality: "timeseries" or "image"; None infers it from the data.
+        window, stride: window length and step (time series).
+        model: "dense", "conv" or "auto" (dense for series, conv for images).
+        objective: undercomplete | denoising | sparse | contractive | vae.
+        latent_dim, hidden: bottleneck size and layer widths (None: sized from the input).
+        loss: mse | l1 | bce (the element-wise error is also the anomaly score).
+        noise, noise_level: corruption of the denoising objective.
+        threshold: quantile | mad | pot | f1; target_fpr: promised false-positive rate.
+        false_alarms: time series only, a budget such as "1/day" counted in events on held-out
+            reference data; when set it decides the threshold.
+        event_gap: flagged points closer than this many points join one event
+            (None: window // 2).
+        calibration_fraction: share of the reference held out to calibrate the threshold (the
+            last rows of a series, a random subset of images); validation_fraction likewise
+            for early stopping.
+        timestamp_col, columns, fill: how to read a series (see `aemon.data.timeseries`).
+        image_size: (height, width) images are resized to; None keeps the first image's size.
+        device: "auto" (CUDA when available), "cpu", "cuda", ...; seed: for splits, weights
+            and noise (same seed, same model on CPU).
+    """
+
+    def __init__(
+        self,
+        modality: str | None = None,
+        *,
+        window: int = 64,
+        stride: int = 1,
+        model: str = "auto",
+        objective: str = "undercomplete",
+        latent_dim: int | None = None,
+        hidden: Sequence[int] | None = None,
+        loss: str = "mse",
+        noise: str = "gaussian",
+        noise_level: float = 0.2,
+        sparsity: str = "l1",
+        sparsity_weight: float = 1e-3,
+        contractive_weight: float = 1e-3,
+        beta: float = 1.0,
+        epochs: int = 60,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        patience: int = 8,
+        validation_fraction: float = 0.1,
+        calibration_fraction: float = 0.2,
+        threshold: str = "quantile",
+        target_fpr: float = 0.01,
+        false_alarms: str | None = None,
+        event_gap: int | None = None,
+        timestamp_col: str | None = None,
+        columns: Sequence[str] | None = None,
+        fill: str | None = None,
+        image_size: tuple[int, int] | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.modality = modality
+        self.window = window
+        self.stride = stride
+        self.model = model
+        self.objective = objective
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.loss = loss
+        self.noise = noise
+        self.noise_level = noise_level
+        self.sparsity = sparsity
+        self.sparsity_weight = sparsity_weight
+        self.contractive_weight = contractive_weight
+        self.beta = beta
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.calibration_fraction = calibration_fraction
+        self.threshold = threshold
+        self.target_fpr = target_fpr
+        self.false_alarms = false_alarms
+        self.event_gap = event_gap
+        self.timestamp_col = timestamp_col
+        self.columns = columns
+        self.fill = fill
+        self.image_size = image_size
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+
+    # --- parameters ---------------------------------------------------------------------
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments, as given (JSON-ready)."""
+        names = [p for p in inspect.signature(Detector.__init__).parameters if p != "self"]
+        params = {n: getattr(self, n) for n in names}
+        for key in ("hidden", "columns", "image_size"):
+            if params[key] is not None:
+                params[key] = list(params[key])
+        return params
+
+    def __repr__(self) -> str:
+        defaults = Detector().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        return f"Detector({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    def _check_params(self) -> None:
+        if self.window < 2 or self.stride < 1:
+            raise ConfigError(f"window must be >= 2 and stride >= 1, got {self.window}, {self.stride}")
+        for name in ("validation_fraction", "calibration_fraction"):
+            value = getattr(self, name)
+            if not 0 <= value < 0.9:
+                raise ConfigError(f"{name} must be in [0, 0.9), got {value}")
+        if self.calibration_fraction <= 0:
+            raise ConfigError("calibration_fraction must be > 0: thresholds need held-out data")
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(
+            objective=self.objective, loss=self.loss, noise=self.noise,
+            noise_level=self.noise_level, sparsity=self.sparsity,
+            sparsity_weight=self.sparsity_weight, contractive_weight=self.contractive_weight,
+            beta=self.beta, epochs=self.epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, patience=self.patience,
+        )
+
+    def _resolve_modality(self, data: Input) -> str:
+        if self.modality is not None:
+            if self.modality not in MODALITIES:
+                raise ConfigError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+            return self.modality
+        if isinstance(data, pd.DataFrame):
+            return "timeseries"
+        if isinstance(data, np.ndarray):
+            return "image" if data.ndim >= 3 else "timeseries"
+        path = Path(data)
+        if is_timeseries_path(path):
+            return "timeseries"
+        if is_image_source(path):
+            return "image"
+        raise DataError(
+            "cannot tell the modality from this input; pass modality='timeseries' or 'image'",
+            source=path,
+        )
+
+    # --- fitting ------------------------------------------------------------------------
+
+    def fit(self, data: Input, labels: Sequence[int] | np.ndarray | None = None) -> Detector:
+        """Train on reference data, then calibrate the threshold on a held-out part of it.
+
+        `data`: a CSV/Parquet path or DataFrame (time series); an image folder, .npy/.npz,
+        IDX .gz path or an (N, H, W[, C]) array (images). `labels` (optional, one 0/1 per
+        row or image, 1 = anomaly): labelled anomalies are kept out of training and used to
+        calibrate (`threshold="f1"`) and evaluate. Returns `self`.
+        """
+        self._check_params()
+        modality = self._resolve_modality(data)
+        torch.manual_seed(self.seed)
+        self.device_ = resolve_device(self.device)
+        cfg = self._train_config()
+        if modality == "timeseries":
+            self._fit_series(data, labels, cfg)
+        else:
+            self._fit_images(data, labels, cfg)
+        self.modality_ = modality
+        return self
+
+    def _arch(self, modality: str) -> str:
+        if self.model == "auto":
+            return "dense" if modality == "timeseries" else "conv"
+        return self.model
+
+    def _build(self, modality: str, shape: tuple[int, ...], output: str) -> Autoencoder:
+        spec = default_spec(
+            self._arch(modality), modality, shape, self.latent_dim,
+            tuple(self.hidden) if self.hidden is not None else None,
+            variational=self.objective == "vae", output=output,
+        )
+        return Autoencoder(spec)
+
+    def _fit_series(self, data: Input, labels: Any, cfg: TrainConfig) -> None:
+        if isinstance(data, np.ndarray):
+            data = pd.DataFrame(data, columns=[f"x{i}" for i in range(data.shape[1])])
+        schema, series = load_series(
+            data, timestamp_col=self.timestamp_col, columns=self.columns, fill=self.fill
+        )
+        n, w = len(series.values), self.window
+        y = _as_labels(labels, n, "rows")
+        n_cal = int(n * self.calibration_fraction)
+        n_val = int(n * self.validation_fraction)
+        n_train = n - n_cal - n_val
+        if min(n_cal, n_train) < w or (n_val and n_val < w):
+            raise DataError(
+                f"the series has {n} rows: too short to split into training "
+                f"({1 - self.calibration_fraction - self.validation_fraction:.0%}), validation "
+                f"and calibration parts of at least one window ({w}) each"
+            )
+        train_rows = series.values[:n_train]
+        if self.loss == "bce":  # BCE needs targets in [0, 1]: min-max scaling
+            offset = train_rows.min(axis=0).astype(np.float64)
+            scale = train_rows.max(axis=0).astype(np.float64) - offset
+        else:
+            offset = train_rows.mean(axis=0, dtype=np.float64)
+            scale = train_rows.std(axis=0, dtype=np.float64)
+        if (scale == 0).any():
+            flat = [c for c, s in zip(schema.columns, scale, strict=True) if s == 0]
+            log.warning("columns %s are constant in the training data", flat)
+            scale = np.where(scale == 0, 1.0, scale)
+        self.schema_ = schema
+        self.offset_, self.scale_ = offset, scale
+        z = self._standardize(series.values)
+        train_w = sliding_windows(z[:n_train], w)
+        val_w = sliding_windows(z[n_train : n_train + n_val], w) if n_val else train_w[:0]
+        if y is not None:  # labelled anomalies never enter training or validation
+            keep = ~sliding_windows(y[: n_train, None], w).any(axis=(1, 2))
+            train_w = train_w[keep]
+            if n_val:
+                val_w = val_w[~sliding_windows(y[n_train : n_train + n_val, None], w).any(axis=(1, 2))]
+        output = "sigmoid" if self.loss == "bce" else "identity"
+        self.model_ = self._build("timeseries", (w, len(schema.columns)), output)
+        self.training_ = train_autoencoder(
+            self.model_, train_w, val_w, cfg, device=self.device_, seed=self.seed,
+            progress=self.progress,
+        )
+        cal = slice(n_train + n_val, n)
+        col_err = self._series_errors([z[cal]])
+        cal_scores = col_err.mean(axis=1)
+        cal_labels = y[cal] if y is not None else None
+        stamps = series.timestamps[cal] if series.timestamps is not None else None
+        self._set_threshold(cal_scores, cal_labels, stamps)
+        self.fingerprint_ = _fingerprint(series.values)
+        self.n_train_records_ = n_train
+
+    def _fit_images(self, data: Input, labels: Any, cfg: TrainConfig) -> None:
+        if isinstance(data, pd.DataFrame):
+            raise DataError("images are given as a folder, .npy/.npz, IDX file or array")
+        want = None
+        if self.image_size is not None:
+            _, probe = load_images(data)  # channels from the data, size from the argument
+            want = ImageSchema(int(self.image_size[0]), int(self.image_size[1]), probe.images.shape[1])
+        schema, batch = load_images(data, want)
+        n = len(batch.images)
+        y = _as_labels(labels, n, "images")
+        rng = np.random.default_rng(self.seed)
+        normal = np.flatnonzero(~y) if y is not None else np.arange(n)
+        normal = rng.permutation(normal)
+        n_cal = max(1, int(len(normal) * self.calibration_fraction))
+        n_val = int(len(normal) * self.validation_fraction)
+        if len(normal) - n_cal - n_val < 2:
+            raise DataError(f"{n} images are too few to train, validate and calibrate")
+        cal_idx = np.sort(np.r_[normal[:n_cal], np.flatnonzero(y) if y is not None else []]).astype(int)
+        val_idx = np.sort(normal[n_cal : n_cal + n_val])
+        train_idx = np.sort(normal[n_cal + n_val :])
+        self.schema_ = schema
+        self.offset_, self.scale_ = np.zeros(1), np.ones(1)
+        output = "sigmoid"  # pixels live in [0, 1]
+        shape = (schema.channels, schema.height, schema.width)
+        self.model_ = self._build("image", shape, output)
+        images = batch.images
+        self.training_ = train_autoencoder(
+            self.model_, images[train_idx], images[val_idx], cfg, device=self.device_,
+            seed=self.seed, progress=self.progress,
+        )
+        cal_scores, _ = score_images(self.model_, images[cal_idx], self.loss, self.device_,
+                                     keep_maps=False)
+        self._set_threshold(cal_scores, y[cal_idx] if y is not None else None, None)
+        self.fingerprint_ = _fingerprint(images)
+        self.n_train_records_ = len(train_idx)
+
+    def _set_threshold(
+        self, cal_scores: np.ndarray, cal_labels: np.ndarray | None, stamps: np.ndarray | None
+    ) -> None:
+        normal_scores = cal_scores[~cal_labels] if cal_labels is not None else cal_scores
+        if self.false_alarms is not None:
+            if stamps is None:
+                raise ConfigError("false_alarms needs a time column to count events per time")
+            duration = pd.Timedelta(stamps[-1] - stamps[0])
+            thr = calibrate_event_budget(cal_scores, duration, self.false_alarms, gap=self._gap())
+        elif self.threshold == "f1":
+            thr = calibrate_threshold(cal_scores, "f1", target_fpr=self.target_fpr, labels=cal_labels)
+        else:
+            thr = calibrate_threshold(normal_scores, self.threshold, target_fpr=self.target_fpr)
+        self.threshold_info_: Threshold = thr
+        self.threshold_ = thr.value
+        self.calibration_scores_ = thin_scores(normal_scores)
+        self.calibration_summary_ = summarize_scores(normal_scores)
+        self.calibration_fpr_ = float(np.mean(normal_scores > thr.value))
+
+    def _gap(self) -> int:
+        return self.event_gap if self.event_gap is not None else self.window // 2
+
+    # --- scoring ------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this Detector is not fitted yet: call fit() or Detector.load()")
+
+    def _standardize(self, values: np.ndarray) -> np.ndarray:
+        return ((values - self.offset_) / self.scale_).astype(np.float32)
+
+    def _series_errors(self, chunks: Any) -> np.ndarray:
+        scorer = WindowScorer(self.model_, self.window, self.stride, self.loss, self.device_)
+        parts = [scorer.push(c).errors for c in chunks]
+        parts.append(scorer.finish().errors)
+        return np.concatenate(parts)
+
+    def score(self, data: Input, *, chunk_rows: int = 1_000_000) -> ScoreResult:
+        """Score a batch (same input kinds as `fit`): one score per point or image.
+
+        Higher score = more anomalous; `is_anomaly` = score > `threshold_`. Time series also
+        get `events` (flagged points merged, with per-column contributions); images get
+        per-pixel `error_maps`. Raises SchemaError when the input does not match the
+        training schema.
+        """
+        self._check_fitted()
+        if self.modality_ == "timeseries":
+            return self._score_series(data, chunk_rows)
+        return self._score_images(data)
+
+    def _score_series(self, data: Input, chunk_rows: int) -> ScoreResult:
+        if isinstance(data, np.ndarray):
+            data = pd.DataFrame(data, columns=list(self.schema_.columns))
+        schema, chunks = iter_series(data, self.schema_, fill=self.fill, chunk_rows=chunk_rows)
+        stamps: list[np.ndarray] = []
+
+        def standardized() -> Any:
+            for c in chunks:
+                if c.timestamps is not None:
+                    stamps.append(c.timestamps)
+                yield self._standardize(c.values)
+
+        col_err = self._series_errors(standardized())
+        scores = col_err.mean(axis=1)
+        flags = scores > self.threshold_
+        timestamps = np.concatenate(stamps) if stamps else None
+        if timestamps is not None:
+            keys = [str(t) for t in pd.DatetimeIndex(timestamps).strftime("%Y-%m-%dT%H:%M:%S.%f")]
+        else:
+            keys = [str(i) for i in range(len(scores))]
+        events = describe_events(
+            find_events(flags, self._gap()), scores, col_err, schema.columns, timestamps
+        )
+        return ScoreResult(
+            keys=keys, scores=scores, is_anomaly=flags,
+            p_values=p_values(scores, self.calibration_scores_), threshold=self.threshold_,
+            timestamps=timestamps, column_errors=col_err, columns=schema.columns, events=events,
+        )
+
+    def _score_images(self, data: Input) -> ScoreResult:
+        _, batch = load_images(data, self.schema_)  # type: ignore[arg-type]
+        scores, maps = score_images(self.model_, batch.images, self.loss, self.device_)
+        return ScoreResult(
+            keys=batch.keys, scores=scores, is_anomaly=scores > self.threshold_,
+            p_values=p_values(scores, self.calibration_scores_), threshold=self.threshold_,
+            error_maps=maps,
+        )
+
+    def encode(self, data: Input, *, max_samples: int | None = 5_000, seed: int = 0) -> np.ndarray:
+        """Latent codes of the input's windows or images (N, latent_dim), for drift checks.
+
+        At most `max_samples` records, drawn evenly (seeded) so the cost stays bounded.
+        """
+        self._check_fitted()
+        if self.modality_ == "timeseries":
+            if isinstance(data, np.ndarray):
+                data = pd.DataFrame(data, columns=list(self.schema_.columns))
+            _, series = load_series(data, self.schema_, fill=self.fill)  # type: ignore[arg-type]
+            samples = sliding_windows(self._standardize(series.values), self.window, self.stride)
+        else:
+            samples = load_images(data, self.schema_)[1].images  # type: ignore[arg-type]
+        if max_samples is not None and len(samples) > max_samples:
+            idx = np.sort(np.random.default_rng(seed).choice(len(samples), max_samples, replace=False))
+            samples = samples[idx]
+        return encode(self.model_, samples, self.device_)
+
+    # --- persistence --------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        """The JSON-ready description saved beside the weights."""
+        self._check_fitted()
+        schema: dict[str, Any]
+        if isinstance(self.schema_, SeriesSchema):
+            schema = {"timestamp_col": self.schema_.timestamp_col, "columns": list(self.schema_.columns)}
+        else:
+            schema = {"height": self.schema_.height, "width": self.schema_.width,
+                      "channels": self.schema_.channels}
+        thr = self.threshold_info_
+        return {
+            "format_version": FORMAT_VERSION,
+            "aemon_version": __version__,
+            "modality": self.modality_,
+            "params": self.get_params(),
+            "schema": schema,
+            "model": self.model_.spec.to_dict(),
+            "preprocessing": {"offset": self.offset_.tolist(), "scale": self.scale_.tolist()},
+            "threshold": {"value": thr.value, "method": thr.method, "params": thr.params},
+            "calibration": {
+                "scores": self.calibration_scores_.tolist(),
+                "summary": self.calibration_summary_,
+                "fpr": self.calibration_fpr_,
+            },
+            "training": {
+                "fingerprint": self.fingerprint_,
+                "n_train_records": self.n_train_records_,
+                "best_epoch": self.training_.best_epoch,
+                "best_val_loss": self.training_.best_val_loss,
+                "stopped_early": self.training_.stopped_early,
+                "history": self.training_.history,
+            },
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the detector to a folder: `weights.pt` (state_dict) and `manifest.json`."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = self.manifest()
+        torch.save(self.model_.state_dict(), folder / WEIGHTS_FILE)
+        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "auto") -> Detector:
+        """Read a folder written by `save`; weights are loaded with `weights_only=True`."""
+        folder = Path(path)
+        try:
+            manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        except FileNotFoundError as exc:
+            raise ModelFormatError(f"{folder}: no {MANIFEST_FILE}; not a saved Detector") from exc
+        except json.JSONDecodeError as exc:
+            raise ModelFormatError(f"{folder / MANIFEST_FILE}: invalid JSON ({exc})") from exc
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{folder}: detector format version {version!r}; this aemon reads {FORMAT_VERSION}"
+            )
+        try:
+            params = dict(manifest["params"])
+            params["device"] = device
+            det = cls(**params)
+            det.modality_ = manifest["modality"]
+            det.device_ = resolve_device(device)
+            s = manifest["schema"]
+            det.schema_ = (
+                SeriesSchema(s["timestamp_col"], tuple(s["columns"]))
+                if det.modality_ == "timeseries"
+                else ImageSchema(s["height"], s["width"], s["channels"])
+            )
+            det.model_ = Autoencoder(ModelSpec.from_dict(manifest["model"]))
+            state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+            det.model_.load_state_dict(state)
+            det.model_.to(det.device_).eval()
+            det.offset_ = np.asarray(manifest["preprocessing"]["offset"], dtype=np.float64)
+            det.scale_ = np.asarray(manifest["preprocessing"]["scale"], dtype=np.float64)
+            t = manifest["threshold"]
+            det.threshold_info_ = Threshold(float(t["value"]), t["method"], t["params"])
+            det.threshold_ = float(t["value"])
+            cal = manifest["calibration"]
+            det.calibration_scores_ = np.asarray(cal["scores"], dtype=np.float64)
+            det.calibration_summary_ = cal["summary"]
+            det.calibration_fpr_ = cal["fpr"]
+            tr = manifest["training"]
+            from aemon.training import TrainResult
+
+            det.training_ = TrainResult(tr["history"], tr["best_epoch"], tr["best_val_loss"],
+                                        tr["stopped_early"])
+            det.fingerprint_ = tr["fingerprint"]
+            det.n_train_records_ = tr["n_train_records"]
+        except (KeyError, TypeError, RuntimeError, OSError) as exc:
+            raise ModelFormatError(f"{folder}: corrupt or incomplete detector ({exc})") from exc
+        return det
+
+    def check_schema(self, data: Input) -> None:
+        """Raise SchemaError when `data` cannot be scored by this detector."""
+        self._check_fitted()
+        if self.modality_ == "timeseries":
+            schema, chunks = iter_series(data, self.schema_, fill=self.fill, chunk_rows=1000)  # type: ignore[arg-type]
+            next(chunks)
+        elif isinstance(data, pd.DataFrame):
+            raise SchemaError("this detector scores images, got a DataFrame")
+
+
+def _as_labels(labels: Any, n: int, what: str) -> np.ndarray | None:
+    if labels is None:
+        return None
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise DataError(f"labels must hold one value per {what[:-1]} ({n}), got shape {y.shape}")
+    return y.astype(bool)
+
+
+def _fingerprint(array: np.ndarray) -> str:
+    return "sha256:" + hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()

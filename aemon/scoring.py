@@ -1,0 +1,137 @@
+"""Reconstruction errors in chunks under `torch.inference_mode`: memory does not grow with the
+batch. Time series: every window is reconstructed and each point's error is the mean over the
+windows that cover it (per column; overlap-add). Images: the mean error over pixels, and the
+per-pixel error map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aemon.models import Autoencoder
+from aemon.training import elementwise_loss
+
+DEFAULT_CHUNK = 16_384  # windows or images per forward pass
+
+
+@dataclass
+class PointErrors:
+    """Finished points: `errors` (n, columns) mean error of the covering windows."""
+
+    errors: np.ndarray
+    first_row: int
+
+
+class WindowScorer:
+    """Streams a standardised series through the model; emits per-point errors in order.
+
+    Feed chunks of rows with `push`; rows keep coming out once no later window can cover
+    them, and `finish` flushes the rest. A final window aligned to the series end covers the
+    tail rows that the stride would skip.
+    """
+
+    def __init__(
+        self, model: Autoencoder, window: int, stride: int, loss: str, device: torch.device,
+        chunk: int = DEFAULT_CHUNK,
+    ) -> None:
+        self.model, self.window, self.stride, self.loss = model, window, stride, loss
+        self.device, self.chunk = device, chunk
+        self.n_cols = model.spec.input_shape[1]
+        self._buf = np.empty((0, self.n_cols), dtype=np.float32)
+        self._acc = torch.zeros((0, self.n_cols), dtype=torch.float64)
+        self._cnt = torch.zeros(0, dtype=torch.float64)
+        self._offset = 0  # series row of _buf[0]
+        self._next_start = 0  # series row where the next window starts
+        self._last_start = -1
+
+    def push(self, rows: np.ndarray) -> PointErrors:
+        self._buf = np.concatenate([self._buf, rows]) if len(self._buf) else rows
+        grow = len(self._buf) - len(self._acc)
+        self._acc = torch.cat([self._acc, torch.zeros((grow, self.n_cols), dtype=torch.float64)])
+        self._cnt = torch.cat([self._cnt, torch.zeros(grow, dtype=torch.float64)])
+        end = self._offset + len(self._buf)
+        n_new = (end - self.window - self._next_start) // self.stride + 1
+        if n_new > 0:
+            self._add_windows(self._next_start - self._offset, n_new)
+            self._last_start = self._next_start + (n_new - 1) * self.stride
+            self._next_start += n_new * self.stride
+        return self._emit(self._next_start - self._offset)
+
+    def finish(self) -> PointErrors:
+        total = self._offset + len(self._buf)
+        if total < self.window:
+            from aemon.errors import DataError
+
+            raise DataError(f"the series has {total} rows, fewer than the window ({self.window})")
+        tail_start = total - self.window
+        if tail_start > self._last_start:
+            self._add_windows(tail_start - self._offset, 1)
+        return self._emit(len(self._buf))
+
+    def _emit(self, n: int) -> PointErrors:
+        n = max(0, min(n, len(self._buf)))
+        out = PointErrors((self._acc[:n] / self._cnt[:n, None]).numpy(), self._offset)
+        self._buf, self._acc, self._cnt = self._buf[n:], self._acc[n:], self._cnt[n:]
+        self._offset += n
+        return out
+
+    def _add_windows(self, rel_start: int, n_windows: int) -> None:
+        view = np.lib.stride_tricks.sliding_window_view(self._buf, self.window, axis=0)
+        view = view.transpose(0, 2, 1)  # (n, window, columns), no copy
+        step = self.chunk
+        with torch.inference_mode():
+            for i in range(0, n_windows, step):
+                k = min(step, n_windows - i)
+                first = rel_start + i * self.stride
+                x = np.ascontiguousarray(view[first : first + (k - 1) * self.stride + 1 : self.stride])
+                xt = torch.from_numpy(x).to(self.device)
+                err = elementwise_loss(self.model(xt).recon, xt, self.loss).to("cpu", torch.float64)
+                # overlap-add: position j of window w lands on row first + w*stride + j
+                span = (k - 1) * self.stride + 1
+                for j in range(self.window):
+                    self._acc[first + j : first + j + span : self.stride] += err[:, j]
+                    self._cnt[first + j : first + j + span : self.stride] += 1
+
+
+def score_windows(
+    model: Autoencoder, chunks: Iterator[np.ndarray], window: int, stride: int, loss: str,
+    device: torch.device,
+) -> np.ndarray:
+    """Per-point, per-column errors (n_rows, columns) of a whole standardised series."""
+    scorer = WindowScorer(model, window, stride, loss, device)
+    parts = [scorer.push(c).errors for c in chunks]
+    parts.append(scorer.finish().errors)
+    return np.concatenate(parts)
+
+
+def score_images(
+    model: Autoencoder, images: np.ndarray, loss: str, device: torch.device,
+    chunk: int = DEFAULT_CHUNK // 16, keep_maps: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-image scores (N,) and per-pixel error maps (N, H, W) averaged over channels."""
+    scores = np.empty(len(images), dtype=np.float64)
+    maps = np.empty((len(images), *images.shape[2:]), dtype=np.float32) if keep_maps else None
+    with torch.inference_mode():
+        for i in range(0, len(images), chunk):
+            x = torch.from_numpy(np.ascontiguousarray(images[i : i + chunk])).to(device)
+            err = elementwise_loss(model(x).recon, x, loss).mean(dim=1)
+            scores[i : i + len(x)] = err.flatten(1).mean(1).double().cpu().numpy()
+            if maps is not None:
+                maps[i : i + len(x)] = err.float().cpu().numpy()
+    return scores, maps
+
+
+def encode(
+    model: Autoencoder, samples: np.ndarray, device: torch.device, chunk: int = DEFAULT_CHUNK
+) -> np.ndarray:
+    """Latent codes (N, latent_dim) of windows or images, for drift monitoring."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(samples), chunk):
+            x = torch.from_numpy(np.ascontiguousarray(samples[i : i + chunk])).to(device)
+            out.append(model.encode(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.empty((0, model.spec.latent_dim), np.float32)
