@@ -69,9 +69,7 @@ def calibrate_threshold(
             raise CalibrationError("threshold method 'f1' needs labels")
         labels = np.asarray(labels).astype(bool)
         if labels.shape != scores.shape:
-            raise CalibrationError(
-                f"labels have shape {labels.shape}, calibration scores {scores.shape}"
-            )
+            raise CalibrationError(f"labels have shape {labels.shape}, calibration scores {scores.shape}")
         if not labels.any():
             raise CalibrationError(
                 "threshold method 'f1' needs anomalies in the labelled calibration data, found "
@@ -104,12 +102,14 @@ def _pot_threshold(scores: np.ndarray, risk: float, level: float) -> Threshold:
         )
     shape, _, scale = genpareto.fit(excess, floc=0.0)
     r = risk * n / n_t
-    if abs(shape) < 1e-8:
-        z = t - scale * math.log(r)
-    else:
-        z = t + scale / shape * (r ** (-shape) - 1)
-    params = {"target_fpr": risk, "level": level, "gpd_shape": float(shape),
-              "gpd_scale": float(scale), "initial_threshold": t}
+    z = t - scale * math.log(r) if abs(shape) < 1e-08 else t + scale / shape * (r ** (-shape) - 1)
+    params = {
+        "target_fpr": risk,
+        "level": level,
+        "gpd_shape": float(shape),
+        "gpd_scale": float(scale),
+        "initial_threshold": t,
+    }
     return Threshold(float(max(z, t)), "pot", params)
 
 
@@ -136,8 +136,15 @@ def p_values(scores: np.ndarray, calibration_sorted: np.ndarray) -> np.ndarray:
 
 def summarize_scores(scores: np.ndarray) -> dict[str, float]:
     q = np.quantile(scores, [0.0, 0.5, 0.9, 0.99, 1.0])
-    return {"n": float(len(scores)), "mean": float(np.mean(scores)), "min": float(q[0]),
-            "median": float(q[1]), "p90": float(q[2]), "p99": float(q[3]), "max": float(q[4])}
+    return {
+        "n": float(len(scores)),
+        "mean": float(np.mean(scores)),
+        "min": float(q[0]),
+        "median": float(q[1]),
+        "p90": float(q[2]),
+        "p99": float(q[3]),
+        "max": float(q[4]),
+    }
 
 
 def thin_scores(scores: np.ndarray, limit: int = MAX_STORED_SCORES) -> np.ndarray:
@@ -150,17 +157,26 @@ def thin_scores(scores: np.ndarray, limit: int = MAX_STORED_SCORES) -> np.ndarra
 
 # --- time-series events -------------------------------------------------------------------
 
-_UNITS = {"s": "1s", "sec": "1s", "second": "1s", "min": "1min", "minute": "1min", "h": "1h",
-          "hour": "1h", "d": "1D", "day": "1D", "w": "7D", "week": "7D"}
+_UNITS = {
+    "s": "1s",
+    "sec": "1s",
+    "second": "1s",
+    "min": "1min",
+    "minute": "1min",
+    "h": "1h",
+    "hour": "1h",
+    "d": "1D",
+    "day": "1D",
+    "w": "7D",
+    "week": "7D",
+}
 
 
 def parse_rate(text: str) -> tuple[float, pd.Timedelta]:
     """'1/day', '3 per week', '0.5/h' -> (count, period)."""
     m = re.fullmatch(r"\s*([0-9.]+)\s*(?:/|per)\s*([0-9]*)\s*([a-zA-Z]+?)s?\s*", text)
     if not m or m.group(3).lower() not in _UNITS:
-        raise ConfigError(
-            f"false-alarm budget must look like '1/day', '2/week' or '0.5/h', got {text!r}"
-        )
+        raise ConfigError(f"false-alarm budget must look like '1/day', '2/week' or '0.5/h', got {text!r}")
     count = float(m.group(1))
     period = pd.Timedelta(_UNITS[m.group(3).lower()]) * int(m.group(2) or 1)
     return count, period
@@ -195,15 +211,29 @@ def describe_events(
         peak = int(start) + int(np.argmax(scores[seg]))
         col_err = column_errors[seg].sum(axis=0)
         share = col_err / col_err.sum() if col_err.sum() > 0 else np.full(len(columns), 1 / len(columns))
-        when = (lambda i: pd.Timestamp(timestamps[i])) if timestamps is not None else (lambda i: int(i))
-        rows.append({
-            "start": when(start), "end": when(end), "start_index": int(start),
-            "end_index": int(end), "n_points": int(end - start + 1),
-            "peak_score": float(scores[peak]), "peak_time": when(peak),
-            "contributions": {c: round(float(v), 6) for c, v in zip(columns, share, strict=True)},
-        })
-    cols = ["start", "end", "start_index", "end_index", "n_points", "peak_score", "peak_time",
-            "contributions"]
+        when = (lambda i: pd.Timestamp(timestamps[int(i)])) if timestamps is not None else (lambda i: int(i))
+        rows.append(
+            {
+                "start": when(start),
+                "end": when(end),
+                "start_index": int(start),
+                "end_index": int(end),
+                "n_points": int(end - start + 1),
+                "peak_score": float(scores[peak]),
+                "peak_time": when(peak),
+                "contributions": {c: round(float(v), 6) for c, v in zip(columns, share, strict=True)},
+            }
+        )
+    cols = [
+        "start",
+        "end",
+        "start_index",
+        "end_index",
+        "n_points",
+        "peak_score",
+        "peak_time",
+        "contributions",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -232,6 +262,10 @@ def calibrate_event_budget(
         chosen = float(thr)
     if floor is not None:
         chosen = max(chosen, floor)
-    params = {"false_alarms": budget, "allowed_events": allowed, "gap": gap,
-              "calibration_span_s": duration.total_seconds()}
+    params = {
+        "false_alarms": budget,
+        "allowed_events": allowed,
+        "gap": gap,
+        "calibration_span_s": duration.total_seconds(),
+    }
     return Threshold(chosen, "event_budget", params)

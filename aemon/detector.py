@@ -22,25 +22,29 @@ import torch
 
 from aemon import __version__
 from aemon.calibration import (
+    THRESHOLD_METHODS,
     Threshold,
     calibrate_event_budget,
     calibrate_threshold,
     describe_events,
     find_events,
     p_values,
+    parse_rate,
     summarize_scores,
     thin_scores,
 )
-from aemon.data.images import ImageSchema, is_image_source, load_images
+from aemon.data.images import ImageBatch, ImageSchema, is_image_source, load_images
 from aemon.data.timeseries import (
+    FILL_METHODS,
+    FillMethod,
     SeriesSchema,
     is_timeseries_path,
     iter_series,
     load_series,
     sliding_windows,
 )
-from aemon.errors import ConfigError, DataError, ModelFormatError, NotFittedError, SchemaError
-from aemon.models import Autoencoder, ModelSpec, default_spec
+from aemon.errors import ConfigError, DataError, ModelFormatError, NotFittedError
+from aemon.models import ARCHITECTURES, Autoencoder, ModelSpec, default_spec
 from aemon.scoring import WindowScorer, encode, score_images
 from aemon.training import TrainConfig, resolve_device, train_autoencoder
 
@@ -128,6 +132,16 @@ class Detector:
         device: "auto" (CUDA when available), "cpu", "cuda", ...; seed: for splits, weights
             and noise (same seed, same model on CPU).
     """
+
+    # Fitted state, set by `fit` or `load`.
+    modality_: str
+    schema_: Any  # SeriesSchema | ImageSchema
+    model_: Autoencoder
+    threshold_: float
+    threshold_info_: Threshold
+    calibration_scores_: np.ndarray  # sorted, for p-values
+    offset_: np.ndarray
+    scale_: np.ndarray
 
     def __init__(
         self,
@@ -221,14 +235,27 @@ class Detector:
                 raise ConfigError(f"{name} must be in [0, 0.9), got {value}")
         if self.calibration_fraction <= 0:
             raise ConfigError("calibration_fraction must be > 0: thresholds need held-out data")
+        if self.threshold not in THRESHOLD_METHODS:
+            raise ConfigError(f"threshold method must be one of {THRESHOLD_METHODS}, got {self.threshold!r}")
+        if self.model not in ("auto", *ARCHITECTURES):
+            raise ConfigError(f"model must be one of {('auto', *ARCHITECTURES)}, got {self.model!r}")
+        if self.false_alarms is not None:
+            parse_rate(self.false_alarms)
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
-            objective=self.objective, loss=self.loss, noise=self.noise,
-            noise_level=self.noise_level, sparsity=self.sparsity,
-            sparsity_weight=self.sparsity_weight, contractive_weight=self.contractive_weight,
-            beta=self.beta, epochs=self.epochs, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, patience=self.patience,
+            objective=self.objective,
+            loss=self.loss,
+            noise=self.noise,
+            noise_level=self.noise_level,
+            sparsity=self.sparsity,
+            sparsity_weight=self.sparsity_weight,
+            contractive_weight=self.contractive_weight,
+            beta=self.beta,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            patience=self.patience,
         )
 
     def _resolve_modality(self, data: Input) -> str:
@@ -261,10 +288,10 @@ class Detector:
         calibrate (`threshold="f1"`) and evaluate. Returns `self`.
         """
         self._check_params()
+        cfg = self._train_config()
         modality = self._resolve_modality(data)
         torch.manual_seed(self.seed)
         self.device_ = resolve_device(self.device)
-        cfg = self._train_config()
         if modality == "timeseries":
             self._fit_series(data, labels, cfg)
         else:
@@ -279,9 +306,13 @@ class Detector:
 
     def _build(self, modality: str, shape: tuple[int, ...], output: str) -> Autoencoder:
         spec = default_spec(
-            self._arch(modality), modality, shape, self.latent_dim,
+            self._arch(modality),
+            modality,
+            shape,
+            self.latent_dim,
             tuple(self.hidden) if self.hidden is not None else None,
-            variational=self.objective == "vae", output=output,
+            variational=self.objective == "vae",
+            output=output,
         )
         return Autoencoder(spec)
 
@@ -289,7 +320,7 @@ class Detector:
         if isinstance(data, np.ndarray):
             data = pd.DataFrame(data, columns=[f"x{i}" for i in range(data.shape[1])])
         schema, series = load_series(
-            data, timestamp_col=self.timestamp_col, columns=self.columns, fill=self.fill
+            data, timestamp_col=self.timestamp_col, columns=self.columns, fill=self._fill()
         )
         n, w = len(series.values), self.window
         y = _as_labels(labels, n, "rows")
@@ -319,14 +350,19 @@ class Detector:
         train_w = sliding_windows(z[:n_train], w)
         val_w = sliding_windows(z[n_train : n_train + n_val], w) if n_val else train_w[:0]
         if y is not None:  # labelled anomalies never enter training or validation
-            keep = ~sliding_windows(y[: n_train, None], w).any(axis=(1, 2))
+            keep = ~sliding_windows(y[:n_train, None], w).any(axis=(1, 2))
             train_w = train_w[keep]
             if n_val:
                 val_w = val_w[~sliding_windows(y[n_train : n_train + n_val, None], w).any(axis=(1, 2))]
         output = "sigmoid" if self.loss == "bce" else "identity"
         self.model_ = self._build("timeseries", (w, len(schema.columns)), output)
         self.training_ = train_autoencoder(
-            self.model_, train_w, val_w, cfg, device=self.device_, seed=self.seed,
+            self.model_,
+            train_w,
+            val_w,
+            cfg,
+            device=self.device_,
+            seed=self.seed,
             progress=self.progress,
         )
         cal = slice(n_train + n_val, n)
@@ -339,13 +375,11 @@ class Detector:
         self.n_train_records_ = n_train
 
     def _fit_images(self, data: Input, labels: Any, cfg: TrainConfig) -> None:
-        if isinstance(data, pd.DataFrame):
-            raise DataError("images are given as a folder, .npy/.npz, IDX file or array")
         want = None
         if self.image_size is not None:
-            _, probe = load_images(data)  # channels from the data, size from the argument
+            _, probe = _load_images(data, None)  # channels from the data, size from the argument
             want = ImageSchema(int(self.image_size[0]), int(self.image_size[1]), probe.images.shape[1])
-        schema, batch = load_images(data, want)
+        schema, batch = _load_images(data, want)
         n = len(batch.images)
         y = _as_labels(labels, n, "images")
         rng = np.random.default_rng(self.seed)
@@ -365,11 +399,15 @@ class Detector:
         self.model_ = self._build("image", shape, output)
         images = batch.images
         self.training_ = train_autoencoder(
-            self.model_, images[train_idx], images[val_idx], cfg, device=self.device_,
-            seed=self.seed, progress=self.progress,
+            self.model_,
+            images[train_idx],
+            images[val_idx],
+            cfg,
+            device=self.device_,
+            seed=self.seed,
+            progress=self.progress,
         )
-        cal_scores, _ = score_images(self.model_, images[cal_idx], self.loss, self.device_,
-                                     keep_maps=False)
+        cal_scores, _ = score_images(self.model_, images[cal_idx], self.loss, self.device_, keep_maps=False)
         self._set_threshold(cal_scores, y[cal_idx] if y is not None else None, None)
         self.fingerprint_ = _fingerprint(images)
         self.n_train_records_ = len(train_idx)
@@ -387,11 +425,16 @@ class Detector:
             thr = calibrate_threshold(cal_scores, "f1", target_fpr=self.target_fpr, labels=cal_labels)
         else:
             thr = calibrate_threshold(normal_scores, self.threshold, target_fpr=self.target_fpr)
-        self.threshold_info_: Threshold = thr
+        self.threshold_info_ = thr
         self.threshold_ = thr.value
         self.calibration_scores_ = thin_scores(normal_scores)
         self.calibration_summary_ = summarize_scores(normal_scores)
         self.calibration_fpr_ = float(np.mean(normal_scores > thr.value))
+
+    def _fill(self) -> FillMethod | None:
+        if self.fill is not None and self.fill not in FILL_METHODS:
+            raise ConfigError(f"fill must be one of {FILL_METHODS}, got {self.fill!r}")
+        return self.fill  # type: ignore[return-value]
 
     def _gap(self) -> int:
         return self.event_gap if self.event_gap is not None else self.window // 2
@@ -427,7 +470,7 @@ class Detector:
     def _score_series(self, data: Input, chunk_rows: int) -> ScoreResult:
         if isinstance(data, np.ndarray):
             data = pd.DataFrame(data, columns=list(self.schema_.columns))
-        schema, chunks = iter_series(data, self.schema_, fill=self.fill, chunk_rows=chunk_rows)
+        schema, chunks = iter_series(data, self.schema_, fill=self._fill(), chunk_rows=chunk_rows)
         stamps: list[np.ndarray] = []
 
         def standardized() -> Any:
@@ -444,21 +487,28 @@ class Detector:
             keys = [str(t) for t in pd.DatetimeIndex(timestamps).strftime("%Y-%m-%dT%H:%M:%S.%f")]
         else:
             keys = [str(i) for i in range(len(scores))]
-        events = describe_events(
-            find_events(flags, self._gap()), scores, col_err, schema.columns, timestamps
-        )
+        events = describe_events(find_events(flags, self._gap()), scores, col_err, schema.columns, timestamps)
         return ScoreResult(
-            keys=keys, scores=scores, is_anomaly=flags,
-            p_values=p_values(scores, self.calibration_scores_), threshold=self.threshold_,
-            timestamps=timestamps, column_errors=col_err, columns=schema.columns, events=events,
+            keys=keys,
+            scores=scores,
+            is_anomaly=flags,
+            p_values=p_values(scores, self.calibration_scores_),
+            threshold=self.threshold_,
+            timestamps=timestamps,
+            column_errors=col_err,
+            columns=schema.columns,
+            events=events,
         )
 
     def _score_images(self, data: Input) -> ScoreResult:
-        _, batch = load_images(data, self.schema_)  # type: ignore[arg-type]
+        _, batch = _load_images(data, self.schema_)
         scores, maps = score_images(self.model_, batch.images, self.loss, self.device_)
         return ScoreResult(
-            keys=batch.keys, scores=scores, is_anomaly=scores > self.threshold_,
-            p_values=p_values(scores, self.calibration_scores_), threshold=self.threshold_,
+            keys=batch.keys,
+            scores=scores,
+            is_anomaly=scores > self.threshold_,
+            p_values=p_values(scores, self.calibration_scores_),
+            threshold=self.threshold_,
             error_maps=maps,
         )
 
@@ -471,10 +521,10 @@ class Detector:
         if self.modality_ == "timeseries":
             if isinstance(data, np.ndarray):
                 data = pd.DataFrame(data, columns=list(self.schema_.columns))
-            _, series = load_series(data, self.schema_, fill=self.fill)  # type: ignore[arg-type]
+            _, series = load_series(data, self.schema_, fill=self._fill())
             samples = sliding_windows(self._standardize(series.values), self.window, self.stride)
         else:
-            samples = load_images(data, self.schema_)[1].images  # type: ignore[arg-type]
+            samples = _load_images(data, self.schema_)[1].images
         if max_samples is not None and len(samples) > max_samples:
             idx = np.sort(np.random.default_rng(seed).choice(len(samples), max_samples, replace=False))
             samples = samples[idx]
@@ -487,10 +537,16 @@ class Detector:
         self._check_fitted()
         schema: dict[str, Any]
         if isinstance(self.schema_, SeriesSchema):
-            schema = {"timestamp_col": self.schema_.timestamp_col, "columns": list(self.schema_.columns)}
+            schema = {
+                "timestamp_col": self.schema_.timestamp_col,
+                "columns": list(self.schema_.columns),
+            }
         else:
-            schema = {"height": self.schema_.height, "width": self.schema_.width,
-                      "channels": self.schema_.channels}
+            schema = {
+                "height": self.schema_.height,
+                "width": self.schema_.width,
+                "channels": self.schema_.channels,
+            }
         thr = self.threshold_info_
         return {
             "format_version": FORMAT_VERSION,
@@ -568,22 +624,20 @@ class Detector:
             tr = manifest["training"]
             from aemon.training import TrainResult
 
-            det.training_ = TrainResult(tr["history"], tr["best_epoch"], tr["best_val_loss"],
-                                        tr["stopped_early"])
+            det.training_ = TrainResult(
+                tr["history"], tr["best_epoch"], tr["best_val_loss"], tr["stopped_early"]
+            )
             det.fingerprint_ = tr["fingerprint"]
             det.n_train_records_ = tr["n_train_records"]
         except (KeyError, TypeError, RuntimeError, OSError) as exc:
             raise ModelFormatError(f"{folder}: corrupt or incomplete detector ({exc})") from exc
         return det
 
-    def check_schema(self, data: Input) -> None:
-        """Raise SchemaError when `data` cannot be scored by this detector."""
-        self._check_fitted()
-        if self.modality_ == "timeseries":
-            schema, chunks = iter_series(data, self.schema_, fill=self.fill, chunk_rows=1000)  # type: ignore[arg-type]
-            next(chunks)
-        elif isinstance(data, pd.DataFrame):
-            raise SchemaError("this detector scores images, got a DataFrame")
+
+def _load_images(data: Input, schema: ImageSchema | None) -> tuple[ImageSchema, ImageBatch]:
+    if isinstance(data, pd.DataFrame):
+        raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
+    return load_images(data, schema)
 
 
 def _as_labels(labels: Any, n: int, what: str) -> np.ndarray | None:

@@ -8,6 +8,7 @@ scoring is the mean, so scores are deterministic.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
@@ -76,7 +77,7 @@ class AEOutput(NamedTuple):
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.GELU()]
     return nn.Sequential(*layers)
 
@@ -124,7 +125,7 @@ class Autoencoder(nn.Module):
     def _conv_decoder(self, deconv: type[nn.Module], out_ch: int) -> nn.Module:
         chans = [*reversed(self.spec.hidden)]
         layers: list[nn.Module] = [nn.Unflatten(1, self._feat_shape)]
-        for a, b in zip(chans[:-1], chans[1:], strict=True):  # each layer doubles the length
+        for a, b in itertools.pairwise(chans):  # each layer doubles the length
             layers += [deconv(a, b, kernel_size=4, stride=2, padding=1), nn.GELU()]
         layers.append(deconv(chans[-1], out_ch, kernel_size=4, stride=2, padding=1))
         return nn.Sequential(*layers)

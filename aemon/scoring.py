@@ -35,7 +35,12 @@ class WindowScorer:
     """
 
     def __init__(
-        self, model: Autoencoder, window: int, stride: int, loss: str, device: torch.device,
+        self,
+        model: Autoencoder,
+        window: int,
+        stride: int,
+        loss: str,
+        device: torch.device,
         chunk: int = DEFAULT_CHUNK,
     ) -> None:
         self.model, self.window, self.stride, self.loss = model, window, stride, loss
@@ -87,7 +92,7 @@ class WindowScorer:
             for i in range(0, n_windows, step):
                 k = min(step, n_windows - i)
                 first = rel_start + i * self.stride
-                x = np.ascontiguousarray(view[first : first + (k - 1) * self.stride + 1 : self.stride])
+                x = view[first : first + (k - 1) * self.stride + 1 : self.stride].copy()
                 xt = torch.from_numpy(x).to(self.device)
                 err = elementwise_loss(self.model(xt).recon, xt, self.loss).to("cpu", torch.float64)
                 # overlap-add: position j of window w lands on row first + w*stride + j
@@ -98,7 +103,11 @@ class WindowScorer:
 
 
 def score_windows(
-    model: Autoencoder, chunks: Iterator[np.ndarray], window: int, stride: int, loss: str,
+    model: Autoencoder,
+    chunks: Iterator[np.ndarray],
+    window: int,
+    stride: int,
+    loss: str,
     device: torch.device,
 ) -> np.ndarray:
     """Per-point, per-column errors (n_rows, columns) of a whole standardised series."""
@@ -109,8 +118,12 @@ def score_windows(
 
 
 def score_images(
-    model: Autoencoder, images: np.ndarray, loss: str, device: torch.device,
-    chunk: int = DEFAULT_CHUNK // 16, keep_maps: bool = True,
+    model: Autoencoder,
+    images: np.ndarray,
+    loss: str,
+    device: torch.device,
+    chunk: int = DEFAULT_CHUNK // 16,
+    keep_maps: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-image scores (N,) and per-pixel error maps (N, H, W) averaged over channels."""
     scores = np.empty(len(images), dtype=np.float64)

@@ -53,8 +53,13 @@ def make_series(
         slots = np.linspace(n // 2, n - period // 2, len(incidents) + 1).astype(int)[:-1]
         for kind, at in zip(incidents, slots, strict=True):
             j = len(found) % n_columns
-            length = {"spike": 3, "level_shift": period // 6, "pattern_change": period // 3,
-                      "flatline": period // 4, "decoupling": period // 3}[kind]
+            length = {
+                "spike": 3,
+                "level_shift": period // 6,
+                "pattern_change": period // 3,
+                "flatline": period // 4,
+                "decoupling": period // 3,
+            }[kind]
             end = min(at + length - 1, n - 1)
             seg = slice(at, end + 1)
             scale = values[:, j].std()
@@ -96,7 +101,7 @@ def make_images(
         images[i] = np.exp(-((d - r) ** 2) / (2 * (size / 20) ** 2))
     images += rng.normal(0, 0.03, images.shape).astype(np.float32)
     labels = np.zeros(n, dtype=bool)
-    n_bad = int(round(n * anomaly_fraction))
+    n_bad = round(n * anomaly_fraction)
     for i in rng.choice(n, n_bad, replace=False) if n_bad else []:
         labels[i] = True
         if rng.random() < 0.5:  # scratch: a bright straight line

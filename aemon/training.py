@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from aemon.errors import ConfigError
 from aemon.models import Autoencoder
@@ -148,9 +147,7 @@ def objective_loss(
 
 
 @torch.no_grad()
-def _validation_loss(
-    model: Autoencoder, data: np.ndarray, cfg: TrainConfig, device: torch.device
-) -> float:
+def _validation_loss(model: Autoencoder, data: np.ndarray, cfg: TrainConfig, device: torch.device) -> float:
     model.eval()
     total, n = 0.0, 0
     for i in range(0, len(data), 1024):
@@ -203,9 +200,7 @@ def train_autoencoder(
         val_loss = _validation_loss(model, val, cfg, device) if len(val) else train_loss
         result.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         if not math.isfinite(train_loss):
-            raise ConfigError(
-                f"training diverged at epoch {epoch} (loss {train_loss}); lower learning_rate"
-            )
+            raise ConfigError(f"training diverged at epoch {epoch} (loss {train_loss}); lower learning_rate")
         if val_loss < result.best_val_loss * (1 - cfg.min_delta):
             result.best_val_loss, result.best_epoch = val_loss, epoch
             best_state = copy.deepcopy(model.state_dict())

@@ -39,15 +39,16 @@ class ImageBatch:
 
 def is_image_source(path: Path) -> bool:
     name = path.name.lower()
-    return path.is_dir() or name.endswith(IMAGE_SUFFIXES + ARRAY_SUFFIXES) or name.endswith(
-        "-ubyte.gz"
-    ) or name.endswith("-ubyte")
+    return (
+        path.is_dir()
+        or name.endswith(IMAGE_SUFFIXES + ARRAY_SUFFIXES)
+        or name.endswith("-ubyte.gz")
+        or name.endswith("-ubyte")
+    )
 
 
 def list_image_files(folder: Path) -> list[Path]:
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found", source=folder)
     return files
@@ -101,8 +102,7 @@ def _to_nchw(array: np.ndarray, source: str) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
         raise DataError(
-            f"expected an image array of shape (N, H, W) or (N, H, W, C) with C in 1/3/4, "
-            f"got {array.shape}",
+            f"expected an image array of shape (N, H, W) or (N, H, W, C) with C in 1/3/4, got {array.shape}",
             source=source,
         )
     if array.shape[-1] == 4:
@@ -138,13 +138,17 @@ def _resize_nchw(images: np.ndarray, schema: ImageSchema) -> np.ndarray:
             images = np.repeat(images, schema.channels, axis=1)
     if images.shape[2:] != (schema.height, schema.width):
         with torch.inference_mode():
-            images = F.interpolate(
-                torch.from_numpy(images),
-                size=(schema.height, schema.width),
-                mode="bilinear",
-                antialias=True,
-                align_corners=False,
-            ).clamp_(0, 1).numpy()
+            images = (
+                F.interpolate(
+                    torch.from_numpy(images),
+                    size=(schema.height, schema.width),
+                    mode="bilinear",
+                    antialias=True,
+                    align_corners=False,
+                )
+                .clamp_(0, 1)
+                .numpy()
+            )
     return np.ascontiguousarray(images, dtype=np.float32)
 
 
@@ -166,7 +170,8 @@ def _read_image_files(files: Sequence[Path], root: Path) -> tuple[list[str], lis
         arrays.append(arr if arr.ndim == 3 else arr[..., None])
     if failures:
         raise DataError(
-            f"{len(failures)} unreadable image file(s): " + "; ".join(failures[:10])
+            f"{len(failures)} unreadable image file(s): "
+            + "; ".join(failures[:10])
             + (" ..." if len(failures) > 10 else ""),
             source=root,
             record=failures[0].split(" (")[0],
@@ -174,9 +179,9 @@ def _read_image_files(files: Sequence[Path], root: Path) -> tuple[list[str], lis
     return keys, arrays
 
 
-def load_images(data: str | Path | np.ndarray, schema: ImageSchema | None = None) -> tuple[
-    ImageSchema, ImageBatch
-]:
+def load_images(
+    data: str | Path | np.ndarray, schema: ImageSchema | None = None
+) -> tuple[ImageSchema, ImageBatch]:
     """Read images and bring them to `schema` (inferred from the first image when None)."""
     if isinstance(data, np.ndarray):
         nchw = _to_nchw(data, "<array>")
@@ -212,7 +217,9 @@ def load_images(data: str | Path | np.ndarray, schema: ImageSchema | None = None
             )
         keys = [f"index:{i}" for i in range(len(nchw))]
     if len(nchw) == 0:
-        raise DataError("no images in the input", source=str(data) if not isinstance(
-            data, np.ndarray) else "<array>")
+        raise DataError(
+            "no images in the input",
+            source=str(data) if not isinstance(data, np.ndarray) else "<array>",
+        )
     target = schema or ImageSchema(nchw.shape[2], nchw.shape[3], nchw.shape[1])
     return target, ImageBatch(keys=keys, images=_resize_nchw(nchw, target))

@@ -220,26 +220,21 @@ def read_frame_chunks(path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Itera
             reader = pacsv.open_csv(
                 path,
                 read_options=pacsv.ReadOptions(block_size=block),
-                convert_options=pacsv.ConvertOptions(
-                    timestamp_parsers=[], strings_can_be_null=True
-                ),
+                convert_options=pacsv.ConvertOptions(timestamp_parsers=[], strings_can_be_null=True),
             )
-            pending: list[pa.RecordBatch] = []
-            n_pending = 0
+            pending: pa.Table | None = None
             for batch in reader:
-                pending.append(batch)
-                n_pending += batch.num_rows
-                if n_pending >= chunk_rows:
-                    yield pa.Table.from_batches(pending).to_pandas()
-                    pending, n_pending = [], 0
-            if pending:
-                yield pa.Table.from_batches(pending).to_pandas()
+                table = pa.Table.from_batches([batch])
+                pending = table if pending is None else pa.concat_tables([pending, table])
+                while pending.num_rows >= chunk_rows:
+                    yield pending.slice(0, chunk_rows).to_pandas()
+                    pending = pending.slice(chunk_rows)
+            if pending is not None and pending.num_rows:
+                yield pending.to_pandas()
             return
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"cannot read file: {exc}", source=path) from exc
-    raise DataError(
-        f"unsupported time-series file type; expected one of {TIMESERIES_SUFFIXES}", source=path
-    )
+    raise DataError(f"unsupported time-series file type; expected one of {TIMESERIES_SUFFIXES}", source=path)
 
 
 def iter_series(

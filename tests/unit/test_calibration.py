@@ -1,0 +1,146 @@
+"""Thresholds, p-values and events on score arrays whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aemon import CalibrationError, ConfigError
+from aemon.calibration import (
+    best_f1_threshold,
+    calibrate_event_budget,
+    calibrate_threshold,
+    conformal_quantile,
+    describe_events,
+    find_events,
+    p_values,
+    parse_rate,
+    thin_scores,
+)
+
+DISTRIBUTIONS = {
+    "exponential": lambda rng, n: rng.exponential(1.0, n),
+    "lognormal": lambda rng, n: rng.lognormal(0.0, 0.8, n),
+    "gamma": lambda rng, n: rng.gamma(2.0, 1.0, n),
+    "chi2_1": lambda rng, n: rng.chisquare(1, n),  # squared errors of one gaussian feature
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    dist=st.sampled_from(sorted(DISTRIBUTIONS)),
+    method=st.sampled_from(["quantile", "pot"]),
+)
+def test_calibration_keeps_its_promise(seed: int, dist: str, method: str) -> None:
+    """Target FPR 1 %: on fresh data from the calibration distribution, 0.3 %..2.5 % flagged."""
+    rng = np.random.default_rng(seed)
+    draw = DISTRIBUTIONS[dist]
+    thr = calibrate_threshold(draw(rng, 5_000), method, target_fpr=0.01)
+    rate = float(np.mean(draw(rng, 50_000) > thr.value))
+    assert 0.003 <= rate <= 0.025, (dist, method, rate)
+
+
+def test_conformal_quantile_is_the_right_order_statistic() -> None:
+    scores = np.arange(1, 100, dtype=float)  # 99 scores: ceil(100 * 0.9) = 90th smallest
+    assert conformal_quantile(scores, 0.1) == 90.0
+    # fewer scores than 1/alpha: nothing in the calibration set may be flagged
+    assert conformal_quantile(np.array([1.0, 2.0]), 0.01) > 2.0
+
+
+def test_mad_threshold_on_gaussian_scores() -> None:
+    scores = np.random.default_rng(0).normal(10, 2, 100_000)
+    thr = calibrate_threshold(scores, "mad", target_fpr=0.0013499)  # 3 sigma
+    assert thr.value == pytest.approx(16.0, abs=0.1)
+
+
+def test_pot_refuses_too_few_tail_points() -> None:
+    with pytest.raises(CalibrationError, match="POT needs at least 10"):
+        calibrate_threshold(np.arange(100.0), "pot")
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (None, "needs labels"),  # f1 without labels
+        (np.zeros(10, bool), "needs anomalies"),  # labels without anomalies
+    ],
+)
+def test_f1_refuses_without_anomalies(labels: np.ndarray | None, message: str) -> None:
+    with pytest.raises(CalibrationError, match=message):
+        calibrate_threshold(np.arange(10.0), "f1", labels=labels)
+
+
+def test_f1_threshold_separates_perfectly_separable_scores() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.9, 1.0])
+    labels = np.array([0, 0, 0, 1, 1], bool)
+    thr, f1 = best_f1_threshold(scores, labels)
+    assert f1 == 1.0 and 0.3 <= thr < 0.9
+
+
+def test_bad_calibration_input() -> None:
+    with pytest.raises(CalibrationError, match="finite"):
+        calibrate_threshold(np.array([1.0, np.nan]))
+    with pytest.raises(ConfigError, match="target_fpr"):
+        calibrate_threshold(np.ones(10), target_fpr=1.5)
+
+
+def test_p_values_formula() -> None:
+    cal = np.sort(np.array([1.0, 2.0, 3.0, 4.0]))
+    # (1 + #cal >= s) / (n + 1)
+    np.testing.assert_allclose(p_values(np.array([0.0, 2.0, 2.5, 5.0]), cal), [1.0, 0.8, 0.6, 0.2])
+
+
+def test_thinned_scores_keep_the_extremes() -> None:
+    scores = np.random.default_rng(0).normal(size=50_000)
+    thin = thin_scores(scores, 1_000)
+    assert len(thin) == 1_000 and thin[0] == scores.min() and thin[-1] == scores.max()
+
+
+@pytest.mark.parametrize(
+    ("flags", "gap", "expected"),
+    [
+        ([0, 1, 1, 0, 0, 1, 0], 0, [[1, 2], [5, 5]]),  # two runs
+        ([0, 1, 1, 0, 0, 1, 0], 2, [[1, 5]]),  # joined across a gap of 2
+        ([0, 0, 0], 3, []),  # nothing flagged
+        ([1, 0, 1], 1, [[0, 2]]),  # gap of exactly 1 joins
+    ],
+)
+def test_find_events(flags: list[int], gap: int, expected: list[list[int]]) -> None:
+    assert find_events(np.array(flags, bool), gap).tolist() == expected
+
+
+def test_describe_events_reports_peak_and_contributions() -> None:
+    scores = np.array([0, 1, 5, 2, 0], float)
+    col_err = np.array([[0, 0], [1, 0], [3, 1], [2, 0], [0, 0]], float)
+    stamps = pd.date_range("2026-01-01", periods=5, freq="h").to_numpy()
+    ev = describe_events(np.array([[1, 3]]), scores, col_err, ("a", "b"), stamps)
+    row = ev.iloc[0]
+    assert row.peak_score == 5 and row.peak_time == pd.Timestamp("2026-01-01 02:00")
+    assert row.start == pd.Timestamp("2026-01-01 01:00") and row.n_points == 3
+    assert row.contributions == {"a": pytest.approx(6 / 7), "b": pytest.approx(1 / 7)}
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "period"),
+    [("1/day", 1, "1D"), ("2 per week", 2, "7D"), ("0.5/h", 0.5, "1h"), ("3/12h", 3, "12h")],
+)
+def test_parse_rate(text: str, count: float, period: str) -> None:
+    assert parse_rate(text) == (count, pd.Timedelta(period))
+
+
+def test_parse_rate_rejects_nonsense() -> None:
+    with pytest.raises(ConfigError, match="1/day"):
+        parse_rate("often")
+
+
+def test_event_budget_limits_events_per_day() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.exponential(1.0, 288 * 10)  # ten days of 5-minute points
+    thr = calibrate_event_budget(scores, pd.Timedelta(days=10), "1/day", gap=6)
+    assert len(find_events(scores > thr.value, 6)) <= 10
+    loose = calibrate_event_budget(scores, pd.Timedelta(days=10), "5/day", gap=6)
+    assert loose.value < thr.value

@@ -1,0 +1,153 @@
+"""The Detector contract: stored arguments, not-fitted errors, save/load, schema checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aemon import (
+    ConfigError,
+    DataError,
+    Detector,
+    ModelFormatError,
+    NotFittedError,
+    SchemaError,
+)
+from aemon.synthetic import make_images, make_series
+
+FAST = {"epochs": 2, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def series() -> pd.DataFrame:
+    return make_series(1_500, 2, seed=3)[0]
+
+
+@pytest.fixture(scope="module")
+def fitted(series: pd.DataFrame) -> Detector:
+    return Detector(window=16, **FAST).fit(series)
+
+
+def test_init_only_stores_arguments() -> None:
+    det = Detector(modality="image", window=-5, objective="nonsense")
+    assert det.window == -5 and det.objective == "nonsense"
+    assert not hasattr(det, "threshold_")
+
+
+def test_methods_before_fit_raise_not_fitted(series: pd.DataFrame, tmp_path: Path) -> None:
+    det = Detector()
+    with pytest.raises(NotFittedError, match="not fitted"):
+        det.score(series)
+    with pytest.raises(NotFittedError):
+        det.save(tmp_path / "d")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"objective": "nonsense"}, "objective must be one of"),  # unknown objective
+        ({"loss": "hinge"}, "loss must be one of"),  # unknown loss
+        ({"window": 1}, "window must be >= 2"),  # window too short to learn a shape
+        ({"calibration_fraction": 0.0}, "calibration_fraction must be > 0"),  # no held-out data
+        ({"threshold": "magic"}, "threshold method must be one of"),  # unknown method
+        ({"model": "transformer"}, "model must be one of"),  # unknown architecture
+    ],
+)
+def test_bad_arguments_raise_config_error(series: pd.DataFrame, kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Detector(**{"window": 16, **FAST, **kwargs}).fit(series)
+
+
+def test_fit_returns_self_and_sets_fitted_state(series: pd.DataFrame) -> None:
+    det = Detector(window=16, **FAST)
+    assert det.fit(series) is det
+    assert det.threshold_ > 0
+    assert det.schema_.timestamp_col == "timestamp"
+    assert det.schema_.columns == ("metric_0", "metric_1")
+    assert len(det.training_.history) >= 1
+
+
+def test_score_shapes_and_sign(fitted: Detector, series: pd.DataFrame) -> None:
+    res = fitted.score(series)
+    assert res.scores.shape == res.is_anomaly.shape == res.p_values.shape == (len(series),)
+    np.testing.assert_array_equal(res.is_anomaly, res.scores > fitted.threshold_)
+    assert ((res.p_values > 0) & (res.p_values <= 1)).all()
+    # p-values fall as scores rise
+    order = np.argsort(res.scores)
+    assert (np.diff(res.p_values[order]) <= 1e-12).all()
+    frame = res.to_frame()
+    assert list(frame.columns) == ["key", "timestamp", "score", "is_anomaly", "p_value", "event_id"]
+
+
+def test_save_load_gives_identical_scores(fitted: Detector, series: pd.DataFrame, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "det")
+    assert {p.name for p in folder.iterdir()} == {"weights.pt", "manifest.json"}
+    loaded = Detector.load(folder)
+    a, b = fitted.score(series), loaded.score(series)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.p_values, b.p_values)
+    assert loaded.threshold_ == fitted.threshold_
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["threshold"]["method"] == "quantile"
+    assert manifest["training"]["fingerprint"].startswith("sha256:")
+
+
+def test_image_save_load_gives_identical_scores(tmp_path: Path) -> None:
+    images, _ = make_images(80, size=12, seed=0)
+    det = Detector(**FAST).fit(images)
+    loaded = Detector.load(det.save(tmp_path / "img"))
+    np.testing.assert_array_equal(det.score(images).scores, loaded.score(images).scores)
+    np.testing.assert_array_equal(det.score(images).error_maps, loaded.score(images).error_maps)
+
+
+def test_same_seed_same_model_on_cpu(series: pd.DataFrame) -> None:
+    a = Detector(window=16, device="cpu", seed=5, **FAST).fit(series)
+    b = Detector(window=16, device="cpu", seed=5, **FAST).fit(series)
+    np.testing.assert_array_equal(a.score(series).scores, b.score(series).scores)
+
+
+def test_wrong_schema_is_refused(fitted: Detector, series: pd.DataFrame) -> None:
+    with pytest.raises(SchemaError, match=r"\['metric_1'\] not found"):
+        fitted.score(series.drop(columns=["metric_1"]))
+
+
+def test_load_refuses_unknown_format(fitted: Detector, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "det")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match="format version 99"):
+        Detector.load(folder)
+    with pytest.raises(ModelFormatError, match="not a saved Detector"):
+        Detector.load(tmp_path / "nowhere")
+
+
+def test_too_short_series_is_a_data_error() -> None:
+    frame, _, _ = make_series(60, 1)
+    with pytest.raises(DataError, match="too short"):
+        Detector(window=32, **FAST).fit(frame)
+
+
+def test_f1_threshold_refuses_labels_without_anomalies(series: pd.DataFrame) -> None:
+    from aemon import CalibrationError
+
+    with pytest.raises(CalibrationError, match="needs anomalies"):
+        Detector(window=16, threshold="f1", **FAST).fit(series, labels=np.zeros(len(series)))
+
+
+def test_f1_threshold_with_labels(series: pd.DataFrame) -> None:
+    frame, labels, _ = make_series(3_000, 2, seed=4, incidents=("spike", "level_shift"))
+    # incidents sit in the second half; calibration uses the last 20 %, so move one there
+    det = Detector(window=16, threshold="f1", calibration_fraction=0.5, **FAST)
+    det.fit(frame, labels=labels)
+    assert det.threshold_info_.method == "f1"
+    assert det.threshold_info_.params["n_anomalies"] > 0
+
+
+def test_repr_shows_changed_arguments() -> None:
+    assert repr(Detector(window=32)) == "Detector(window=32)"

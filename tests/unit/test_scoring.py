@@ -1,0 +1,73 @@
+"""Streaming window scoring equals scoring the whole series at once, whatever the chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aemon.models import Autoencoder, default_spec
+from aemon.scoring import WindowScorer, encode, score_images, score_windows
+from aemon.training import elementwise_loss
+
+
+def tiny_model(window: int, cols: int) -> Autoencoder:
+    torch.manual_seed(0)
+    return Autoencoder(default_spec("dense", "timeseries", (window, cols), latent_dim=3)).eval()
+
+
+def brute_force(model: Autoencoder, x: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """Reference: loop over windows, average each point's error over covering windows."""
+    n = len(x)
+    starts = list(range(0, n - window + 1, stride))
+    if starts[-1] != n - window:
+        starts.append(n - window)
+    acc, cnt = np.zeros(x.shape), np.zeros(n)
+    with torch.no_grad():
+        for s in starts:
+            xt = torch.from_numpy(x[s : s + window][None])
+            acc[s : s + window] += elementwise_loss(model(xt).recon, xt, "mse")[0].double().numpy()
+            cnt[s : s + window] += 1
+    return acc / cnt[:, None]
+
+
+@pytest.mark.parametrize(
+    ("n", "window", "stride", "chunk_rows"),
+    [
+        (100, 8, 1, 1000),  # one chunk
+        (100, 8, 1, 7),  # chunks shorter than the window
+        (101, 8, 3, 10),  # stride leaves a tail: a final window covers it
+        (64, 16, 16, 20),  # non-overlapping windows
+        (16, 16, 1, 5),  # exactly one window
+    ],
+)
+def test_streaming_matches_brute_force(n: int, window: int, stride: int, chunk_rows: int) -> None:
+    x = np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32)
+    model = tiny_model(window, 2)
+    chunks = (x[i : i + chunk_rows] for i in range(0, n, chunk_rows))
+    got = score_windows(model, chunks, window, stride, "mse", torch.device("cpu"))
+    np.testing.assert_allclose(got, brute_force(model, x, window, stride), rtol=1e-5, atol=1e-7)
+
+
+def test_scorer_forward_chunks_do_not_change_results() -> None:
+    x = np.random.default_rng(1).normal(size=(500, 1)).astype(np.float32)
+    model = tiny_model(10, 1)
+    a = score_windows(model, iter([x]), 10, 1, "mse", torch.device("cpu"))
+    scorer = WindowScorer(model, 10, 1, "mse", torch.device("cpu"), chunk=7)
+    b = np.concatenate([scorer.push(x).errors, scorer.finish().errors])
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_image_scores_are_mean_of_error_maps() -> None:
+    torch.manual_seed(0)
+    model = Autoencoder(default_spec("conv", "image", (1, 8, 8), output="sigmoid")).eval()
+    images = np.random.default_rng(0).random((5, 1, 8, 8)).astype(np.float32)
+    scores, maps = score_images(model, images, "mse", torch.device("cpu"), chunk=2)
+    assert maps is not None and maps.shape == (5, 8, 8)
+    np.testing.assert_allclose(scores, maps.reshape(5, -1).mean(1), rtol=1e-5)
+
+
+def test_encode_gives_one_code_per_sample() -> None:
+    model = tiny_model(8, 2)
+    codes = encode(model, np.zeros((13, 8, 2), np.float32), torch.device("cpu"), chunk=5)
+    assert codes.shape == (13, 3)
