@@ -6,8 +6,8 @@ score > threshold.
 
 __version__ = "0.1.0"
 
-from aemon.detector import Detector, ScoreResult  # noqa: E402
-from aemon.errors import (  # noqa: E402
+from aemon.detector import Detector, ScoreResult
+from aemon.errors import (
     AemonError,
     CalibrationError,
     ConfigError,
