@@ -4,9 +4,10 @@ Score convention everywhere: higher = more anomalous; a record is flagged when
 score > threshold.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from aemon.detector import Detector, ScoreResult
+from typing import TYPE_CHECKING, Any
+
 from aemon.errors import (
     AemonError,
     CalibrationError,
@@ -19,6 +20,21 @@ from aemon.errors import (
     SchemaError,
     StoreError,
 )
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from aemon.detector import Detector, ScoreResult
+
+
+def __getattr__(name: str) -> Any:
+    # Detector pulls in torch (~2 s): load it on first use so light commands stay fast.
+    if name in ("Detector", "ScoreResult"):
+        from aemon import detector
+
+        return getattr(detector, name)
+    raise AttributeError(f"module 'aemon' has no attribute {name!r}")
+
 
 __all__ = [
     "AemonError",

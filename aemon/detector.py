@@ -124,6 +124,8 @@ class Detector:
             reference data; when set it decides the threshold.
         event_gap: flagged points closer than this many points join one event
             (None: window // 2).
+        samples_per_epoch: samples drawn per epoch (None: the training set size clipped to
+            [4096, 50000]).
         calibration_fraction: share of the reference held out to calibrate the threshold (the
             last rows of a series, a random subset of images); validation_fraction likewise
             for early stopping.
@@ -164,6 +166,7 @@ class Detector:
         batch_size: int = 128,
         learning_rate: float = 1e-3,
         patience: int = 8,
+        samples_per_epoch: int | None = None,
         validation_fraction: float = 0.1,
         calibration_fraction: float = 0.2,
         threshold: str = "quantile",
@@ -196,6 +199,7 @@ class Detector:
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.patience = patience
+        self.samples_per_epoch = samples_per_epoch
         self.validation_fraction = validation_fraction
         self.calibration_fraction = calibration_fraction
         self.threshold = threshold
@@ -256,6 +260,7 @@ class Detector:
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             patience=self.patience,
+            samples_per_epoch=self.samples_per_epoch,
         )
 
     def _resolve_modality(self, data: Input) -> str:

@@ -50,10 +50,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 8
     min_delta: float = 1e-4  # relative improvement that resets patience
-    # An epoch sees between these many samples: small data sets repeat, large ones subsample,
-    # so defaults train well at any size.
-    min_samples_per_epoch: int = 4_096
-    max_samples_per_epoch: int = 50_000
+    # Samples an epoch sees; None: the training set size clipped to [4096, 50000], so small
+    # sets repeat and large ones subsample, and defaults train well at any size.
+    samples_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -180,7 +179,7 @@ def train_autoencoder(
     result = TrainResult()
     best_state: dict[str, Any] = copy.deepcopy(model.state_dict())
     bad_epochs = 0
-    n_per_epoch = int(np.clip(len(train), cfg.min_samples_per_epoch, cfg.max_samples_per_epoch))
+    n_per_epoch = cfg.samples_per_epoch or int(np.clip(len(train), 4_096, 50_000))
     n_repeat = -(-n_per_epoch // len(train))
     bar = _progress(cfg.epochs, progress)
     for epoch in range(1, cfg.epochs + 1):

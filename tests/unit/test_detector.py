@@ -19,7 +19,7 @@ from aemon import (
 )
 from aemon.synthetic import make_images, make_series
 
-FAST = {"epochs": 2, "progress": False}
+FAST = {"epochs": 2, "progress": False, "samples_per_epoch": 1024}
 
 
 @pytest.fixture(scope="module")

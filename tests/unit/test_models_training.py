@@ -42,7 +42,7 @@ def test_each_objective_lowers_the_loss(objective: str, loss: str) -> None:
             output="sigmoid" if loss == "bce" else "identity",
         )
     )
-    cfg = TrainConfig(objective=objective, loss=loss, epochs=6, min_samples_per_epoch=400, learning_rate=3e-3)
+    cfg = TrainConfig(objective=objective, loss=loss, epochs=6, samples_per_epoch=400, learning_rate=3e-3)
     result = train_autoencoder(model, data[:300], data[300:], cfg, device=torch.device("cpu"), progress=False)
     first, best = result.history[0]["val_loss"], result.best_val_loss
     assert best < first, (objective, loss, result.history)
@@ -69,7 +69,7 @@ def test_contractive_penalty_adds_to_the_loss() -> None:
 def test_early_stopping_restores_the_best_epoch() -> None:
     data = np.random.default_rng(0).normal(size=(200, 8, 1)).astype(np.float32)  # pure noise
     model = Autoencoder(default_spec("dense", "timeseries", (8, 1), latent_dim=2))
-    cfg = TrainConfig(epochs=100, patience=2, min_samples_per_epoch=200, learning_rate=1e-2)
+    cfg = TrainConfig(epochs=100, patience=2, samples_per_epoch=200, learning_rate=1e-2)
     result = train_autoencoder(model, data[:150], data[150:], cfg, device=torch.device("cpu"), progress=False)
     assert result.stopped_early and len(result.history) < 100
     assert result.best_epoch == 1 + int(np.argmin([h["val_loss"] for h in result.history]))
