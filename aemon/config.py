@@ -10,6 +10,7 @@ one machine with no configuration; each setting can point to a server instead:
 | `MLFLOW_TRACKING_URI` | `sqlite:///<AEMON_HOME>/mlflow.db` (artifacts in `<AEMON_HOME>/mlartifacts`) |
 | `PREFECT_API_URL` | unset: Prefect's temporary local API, state in `<AEMON_HOME>/prefect` |
 | `AEMON_ALERT_URLS` | unset: no alerts (Apprise URLs, separated by spaces or commas) |
+| `AEMON_ALERT_MAX_PER_HOUR` | 12 alerts per model per hour (0: no limit) |
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from aemon.data.timeseries import (
     load_series,
     sliding_windows,
 )
-from aemon.errors import ConfigError, DataError, ModelFormatError, NotFittedError
+from aemon.errors import ConfigError, DataError, ModelFormatError, NotFittedError, SchemaError
 from aemon.models import ARCHITECTURES, Autoencoder, ModelSpec, default_spec
 from aemon.scoring import WindowScorer, encode, score_images
 from aemon.training import TrainConfig, resolve_device, train_autoencoder
@@ -453,6 +453,15 @@ class Detector:
     def _standardize(self, values: np.ndarray) -> np.ndarray:
         return ((values - self.offset_) / self.scale_).astype(np.float32)
 
+    def _as_series_input(self, data: Input) -> tuple[Input, SeriesSchema]:
+        """A bare (rows, columns) array holds values only: read it without a time column."""
+        if isinstance(data, np.ndarray):
+            columns = list(self.schema_.columns)
+            if data.ndim != 2 or data.shape[1] != len(columns):
+                raise SchemaError(f"expected an array of shape (n, {len(columns)}), got {data.shape}")
+            return pd.DataFrame(data, columns=columns), SeriesSchema(None, tuple(columns))
+        return data, self.schema_
+
     def _series_errors(self, chunks: Any) -> np.ndarray:
         scorer = WindowScorer(self.model_, self.window, self.stride, self.loss, self.device_)
         parts = [scorer.push(c).errors for c in chunks]
@@ -473,9 +482,8 @@ class Detector:
         return self._score_images(data)
 
     def _score_series(self, data: Input, chunk_rows: int) -> ScoreResult:
-        if isinstance(data, np.ndarray):
-            data = pd.DataFrame(data, columns=list(self.schema_.columns))
-        schema, chunks = iter_series(data, self.schema_, fill=self._fill(), chunk_rows=chunk_rows)
+        data, schema = self._as_series_input(data)
+        schema, chunks = iter_series(data, schema, fill=self._fill(), chunk_rows=chunk_rows)
         stamps: list[np.ndarray] = []
 
         def standardized() -> Any:
@@ -524,9 +532,8 @@ class Detector:
         """
         self._check_fitted()
         if self.modality_ == "timeseries":
-            if isinstance(data, np.ndarray):
-                data = pd.DataFrame(data, columns=list(self.schema_.columns))
-            _, series = load_series(data, self.schema_, fill=self._fill())
+            data, schema = self._as_series_input(data)
+            _, series = load_series(data, schema, fill=self._fill())
             samples = sliding_windows(self._standardize(series.values), self.window, self.stride)
         else:
             samples = _load_images(data, self.schema_)[1].images

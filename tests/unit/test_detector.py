@@ -151,3 +151,10 @@ def test_f1_threshold_with_labels(series: pd.DataFrame) -> None:
 
 def test_repr_shows_changed_arguments() -> None:
     assert repr(Detector(window=32)) == "Detector(window=32)"
+
+
+def test_bare_arrays_are_scored_by_column_order(fitted: Detector, series: pd.DataFrame) -> None:
+    values = series[["metric_0", "metric_1"]].to_numpy()
+    np.testing.assert_array_equal(fitted.score(values).scores, fitted.score(series).scores)
+    with pytest.raises(SchemaError, match=r"shape \(n, 2\)"):
+        fitted.score(values[:, :1])

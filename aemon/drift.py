@@ -1,0 +1,655 @@
+"""Drift reports and score monitoring: is a batch still like the data the model was built on?
+
+A *profile* is a table with one row per sampled record and three groups of columns:
+
+- **input**: the series' value columns, or per-image summary statistics (`brightness_mean`,
+  `brightness_std`, `edge_energy`, `brightness_p99`);
+- **latent**: the encoder's code (`latent_0` … `latent_{k-1}`);
+- **score**: the anomaly score (`score`; higher = more anomalous).
+
+The reference profile is computed once per model version and saved with it
+(`save_profile`/`load_profile`); each scored batch gets a `batch_profile`, and `drift_report`
+compares the two with Evidently (HTML + JSON). `plot_batch` draws the batch for people;
+`monitor_batch` does profile, report and plot in one call. `flag_rate_check` asks whether a
+model flags more than the false-positive rate it was calibrated for.
+
+This is the only module that imports Evidently, and it does so lazily inside functions
+(`import evidently` takes ~5 s), so importing `aemon.drift` stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from aemon.config import apply_environment_defaults
+from aemon.errors import ConfigError, DataError, NotFittedError
+
+if TYPE_CHECKING:
+    from aemon.detector import Detector, Input, ScoreResult
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMN = "score"
+LATENT_PREFIX = "latent_"
+IMAGE_STATS = ("brightness_mean", "brightness_std", "edge_energy", "brightness_p99")
+GROUPS = ("input", "latent", "score")
+DEFAULT_SAMPLE_SIZE = 2_000
+REPORT_HTML, REPORT_JSON, PLOT_PNG = "report.html", "report.json", "batch.png"
+AUTO_KS_MAX_ROWS = 1_000  # "auto" drift test: K-S up to this many rows, Wasserstein above
+_LATENT_RE = re.compile(rf"^{LATENT_PREFIX}\d+$")
+
+
+# --- profiles -------------------------------------------------------------------------------
+
+
+def reference_profile(
+    detector: Detector,
+    reference_data: Input,
+    *,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The reference sample a batch is compared with; compute it once per model version.
+
+    Rows are at most `sample_size` records drawn evenly (seeded) from `reference_data`, the
+    data the detector was fitted on. Alignment, for time series: one row per sampled window
+    (on the detector's window/stride grid), placed at the window's **last point** — the value
+    columns hold that point's values and the latent columns the code of the window ending
+    there (the most recent context of the point). For images: one row per sampled image.
+
+    The `score` column is the exception: it is a seeded draw from the detector's calibration
+    scores (held-out reference data, the same scores its threshold and p-values come from),
+    not the sampled rows' own scores. Most reference rows were training data, whose
+    reconstruction error is biased low, and every new batch would look drifted against it.
+    Drift tests are per column, so the score column need not be row-aligned; when there are
+    fewer calibration scores than rows, its remaining rows are NaN.
+    """
+    _check_fitted(detector)
+    profile, _ = _sample_profile(detector, reference_data, sample_size, seed)
+    calibration = np.asarray(detector.calibration_scores_, dtype=np.float64)
+    if len(calibration) == 0:
+        raise DataError("the detector holds no calibration scores to build a reference from")
+    # Each calibration score at most once: with fewer scores than rows the rest stay NaN
+    # (Evidently leaves NaN out), as repeating scores would fake a larger sample.
+    column = np.full(len(profile), np.nan)
+    drawn = np.random.default_rng(seed).permutation(calibration)[: len(profile)]
+    column[: len(drawn)] = drawn
+    profile[SCORE_COLUMN] = column
+    return profile
+
+
+def batch_profile(
+    detector: Detector,
+    batch_data: Input,
+    result: ScoreResult,
+    *,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The profile of a scored batch: same columns and alignment as `reference_profile`.
+
+    At most `sample_size` rows (default 2,000: the Evidently report then takes about a
+    second and its JSON stays a few KB whatever the batch size), drawn evenly with `seed`.
+    `result` is `detector.score(batch_data)`; the `score` column holds the sampled records'
+    scores (for a series, the score of the window's last point).
+    """
+    _check_fitted(detector)
+    profile, rows = _sample_profile(detector, batch_data, sample_size, seed)
+    if rows.size and rows.max() >= result.n_records:
+        raise DataError(
+            f"the score result has {result.n_records} records but the batch has more; "
+            "pass the result of scoring this batch"
+        )
+    profile[SCORE_COLUMN] = np.asarray(result.scores, dtype=np.float64)[rows]
+    return profile
+
+
+def save_profile(profile: pd.DataFrame, path: str | Path) -> Path:
+    """Write a profile to Parquet (folders created); returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profile.to_parquet(out, index=False)
+    return out
+
+
+def load_profile(path: str | Path) -> pd.DataFrame:
+    """Read a profile written by `save_profile`."""
+    src = Path(path)
+    if not src.exists():
+        raise DataError("drift reference profile not found", source=src)
+    profile = pd.read_parquet(src)
+    if SCORE_COLUMN not in profile.columns:
+        raise DataError(f"not a drift profile: no {SCORE_COLUMN!r} column", source=src)
+    return profile
+
+
+def column_group(name: str) -> str:
+    """'score', 'latent' or 'input', from a profile column's name."""
+    if name == SCORE_COLUMN:
+        return "score"
+    if _LATENT_RE.match(name):
+        return "latent"
+    return "input"
+
+
+def _check_fitted(detector: Detector) -> None:
+    if not hasattr(detector, "model_"):
+        raise NotFittedError("this Detector is not fitted yet: call fit() or Detector.load()")
+
+
+def _draw(n: int, k: int, seed: int) -> np.ndarray:
+    """Sorted indices of the records kept; the same draw as `Detector.encode(max_samples=k)`."""
+    if k < 1:
+        raise ConfigError(f"sample_size must be >= 1, got {k}")
+    if n <= k:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
+
+
+def _sample_profile(
+    detector: Detector, data: Input, sample_size: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Input and latent columns of the sampled records, and the records' indices."""
+    if detector.modality_ == "timeseries":
+        return _sample_series(detector, data, sample_size, seed)
+    return _sample_images(detector, data, sample_size, seed)
+
+
+def _input_name(name: str) -> str:
+    # A value column must not pass for the score or a latent column.
+    return f"input_{name}" if column_group(name) != "input" else name
+
+
+def _sample_series(
+    detector: Detector, data: Input, sample_size: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    from aemon.data.timeseries import load_series
+
+    schema = detector.schema_
+    if isinstance(data, np.ndarray):
+        data = pd.DataFrame(data, columns=list(schema.columns))
+    _, series = load_series(data, schema, fill=detector.fill)
+    n, w = len(series.values), detector.window
+    if n < w:
+        raise DataError(f"the series has {n} rows, fewer than the window ({w})")
+    starts = np.arange(0, n - w + 1, detector.stride)
+    pick = _draw(len(starts), sample_size, seed)
+    if isinstance(data, pd.DataFrame) and schema.timestamp_col is None:
+        frame = data
+    else:  # hand encode the rows already read (and filled), not the file again
+        frame = pd.DataFrame(series.values, columns=list(schema.columns))
+        if schema.timestamp_col is not None:
+            frame.insert(0, schema.timestamp_col, series.timestamps)
+    codes = detector.encode(frame, max_samples=sample_size, seed=seed)
+    if len(codes) != len(pick):  # guards the mirrored draw in `_draw`
+        raise RuntimeError(f"expected {len(pick)} latent codes, got {len(codes)}")
+    rows = starts[pick] + w - 1
+    profile = pd.DataFrame(
+        series.values[rows].astype(np.float64), columns=[_input_name(c) for c in schema.columns]
+    )
+    return _with_latents(profile, codes), rows
+
+
+def _sample_images(
+    detector: Detector, data: Input, sample_size: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    from aemon.data.images import load_images
+
+    if isinstance(data, pd.DataFrame):
+        raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
+    _, batch = load_images(data, detector.schema_)
+    pick = _draw(len(batch.images), sample_size, seed)
+    images = batch.images[pick]  # (n, C, H, W) in [0, 1]
+    codes = detector.encode(np.ascontiguousarray(images.transpose(0, 2, 3, 1)), max_samples=None)
+    return _with_latents(image_statistics(images), codes), pick
+
+
+def image_statistics(images: np.ndarray) -> pd.DataFrame:
+    """Per-image summary statistics of (N, C, H, W) images in [0, 1], channels averaged.
+
+    `edge_energy` is the mean squared gradient magnitude: it moves with blur, sharpness and
+    texture, which brightness statistics miss.
+    """
+    gray = images.astype(np.float64).mean(axis=1)
+    gy, gx = np.gradient(gray, axis=(1, 2))
+    return pd.DataFrame(
+        {
+            "brightness_mean": gray.mean(axis=(1, 2)),
+            "brightness_std": gray.std(axis=(1, 2)),
+            "edge_energy": (gx**2 + gy**2).mean(axis=(1, 2)),
+            "brightness_p99": np.percentile(gray.reshape(len(gray), -1), 99, axis=1),
+        }
+    )
+
+
+def _with_latents(profile: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:
+    latents = pd.DataFrame(
+        codes.astype(np.float64), columns=[f"{LATENT_PREFIX}{i}" for i in range(codes.shape[1])]
+    )
+    return pd.concat([profile.reset_index(drop=True), latents], axis=1)
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+@dataclass
+class DriftResult:
+    """The verdict of one batch's drift report.
+
+    `columns`: per profile column, {"drifted": bool, "stat_test": str, "score": float,
+    "threshold": float, "group": "input"|"latent"|"score"}; `score` is what Evidently
+    compares with `threshold`: the distance in reference standard deviations for
+    "wasserstein" (drift when >= threshold), the p-value for "ks" (drift when < threshold).
+    `reasons` says why drift was declared (empty when it was not).
+    """
+
+    drift_detected: bool
+    drifted_share: float
+    columns: dict[str, dict[str, Any]]
+    html_path: Path
+    json_path: Path
+    plot_path: Path | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    def drifted_columns(self, group: str | None = None) -> list[str]:
+        """Names of the drifted columns, of one group or all."""
+        return [
+            name
+            for name, col in self.columns.items()
+            if col["drifted"] and (group is None or col["group"] == group)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for the anomaly database and MLflow."""
+        return {
+            "drift_detected": self.drift_detected,
+            "drifted_share": self.drifted_share,
+            "reasons": list(self.reasons),
+            "columns": {name: dict(col) for name, col in self.columns.items()},
+            "html_path": str(self.html_path),
+            "json_path": str(self.json_path),
+            "plot_path": str(self.plot_path) if self.plot_path is not None else None,
+        }
+
+
+def drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    method: str = "auto",
+    threshold: float | None = None,
+    drift_share: float = 0.5,
+) -> DriftResult:
+    """Compare a batch profile with the reference profile; write report.html and report.json.
+
+    Each column gets one Evidently drift test, `method` with `threshold` (None: the
+    method's default). "auto" follows Evidently's own size rule with a stricter p-value:
+    the two-sample K-S test at p < 0.01 when either profile has at most 1,000 rows (5 % false
+    alarms per column, Evidently's default, is too many for a check that sends alerts), else
+    the normed Wasserstein distance (drift when >= 0.1 reference standard deviations).
+    **Time series should pass "wasserstein"** (`monitor_batch` and `drift_method` do): K-S
+    p-values assume independent rows, windows of a series are strongly autocorrelated, and
+    K-S would cry drift on small clean batches, while a distance is an effect size that does
+    not depend on the sample size.
+
+    Drift is detected when the **score** column drifted (the model now sees data it
+    reconstructs differently: its flags and p-values no longer mean what they were
+    calibrated to mean), or when at least `drift_share` of the **input** columns, or of the
+    **latent** columns, drifted. Groups are judged apart so that a wide latent code cannot
+    outvote the inputs, nor the other way round. A batch with many true anomalies moves the
+    score distribution too: the verdict does not tell a burst of anomalies from drift, the
+    alert shows the flagged count beside it. `drifted_share` is the share of all columns
+    that drifted (as Evidently's DriftedColumnsCount).
+    """
+    if method == "auto":
+        small = min(len(reference), len(current)) <= AUTO_KS_MAX_ROWS
+        method, threshold = ("ks", threshold or 0.01) if small else ("wasserstein", threshold)
+    if not 0 < drift_share <= 1:
+        raise ConfigError(f"drift_share must be in (0, 1], got {drift_share}")
+    if list(reference.columns) != list(current.columns):
+        missing = sorted(set(reference.columns) ^ set(current.columns))
+        raise DataError(
+            "the batch profile and the reference profile have different columns "
+            f"(differing: {missing or 'order only'}); was the reference built for another model version?"
+        )
+    if len(reference) == 0 or len(current) == 0:
+        raise DataError(f"empty profile: reference {len(reference)} rows, batch {len(current)} rows")
+    apply_environment_defaults()
+    # Importing Evidently (~5 s) trips DeprecationWarnings inside its own dependencies
+    # (numpy.core, litestar): nothing we can act on, only noise (or errors) for callers.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [str(c) for c in reference.columns]
+    definition = DataDefinition(numerical_columns=names)
+    preset = DataDriftPreset(method=method, threshold=threshold, drift_share=drift_share)
+    # A constant column (every image's p99 at 1.0) is legitimate; Evidently's correlation
+    # charts then divide by a zero deviation and numpy warns.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snapshot = Report([preset], include_tests=True).run(
+            current_data=Dataset.from_pandas(current.astype(np.float64), data_definition=definition),
+            reference_data=Dataset.from_pandas(reference.astype(np.float64), data_definition=definition),
+        )
+    html_path, json_path = out / REPORT_HTML, out / REPORT_JSON
+    snapshot.save_html(str(html_path))
+    snapshot.save_json(str(json_path))
+    columns = _column_results(snapshot.dict(), names)
+    detected, reasons = decide_drift(columns, drift_share)
+    n_drifted = sum(col["drifted"] for col in columns.values())
+    result = DriftResult(
+        drift_detected=detected,
+        drifted_share=n_drifted / len(columns),
+        columns=columns,
+        html_path=html_path,
+        json_path=json_path,
+        reasons=reasons,
+    )
+    log.info(
+        "drift report %s: %s (%d of %d columns drifted)",
+        html_path,
+        "drift detected: " + "; ".join(reasons) if detected else "no drift",
+        n_drifted,
+        len(columns),
+    )
+    return result
+
+
+def decide_drift(columns: dict[str, dict[str, Any]], drift_share: float = 0.5) -> tuple[bool, list[str]]:
+    """The drift rule of `drift_report` over per-column results: (detected, reasons)."""
+    reasons = []
+    for group in GROUPS:
+        cols = [c for c in columns.values() if c["group"] == group]
+        n_drifted = sum(c["drifted"] for c in cols)
+        if not cols or not n_drifted:
+            continue
+        if group == "score":
+            reasons.append("the score distribution drifted")
+        elif n_drifted / len(cols) >= drift_share:
+            reasons.append(f"{n_drifted} of {len(cols)} {group} columns drifted")
+    return bool(reasons), reasons
+
+
+def _column_results(snapshot: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Per column: the ValueDrift metric's statistic and its test's verdict."""
+    metrics: dict[str, dict[str, Any]] = {}
+    for metric in snapshot.get("metrics", []):
+        config = metric.get("config", {})
+        if config.get("type", "").endswith(":ValueDrift"):
+            metrics[metric["id"]] = metric
+    verdicts: dict[str, str] = {}
+    for test in snapshot.get("tests", []):
+        metric_id = test.get("metric_config", {}).get("metric_id")
+        if metric_id in metrics:
+            status = test.get("status", "")
+            verdicts[metric_id] = str(getattr(status, "value", status))  # TestStatus is an enum
+    results: dict[str, dict[str, Any]] = {}
+    for metric_id, metric in metrics.items():
+        config = metric["config"]
+        status = verdicts.get(metric_id)
+        if status is None:
+            log.warning(
+                "Evidently gave no drift test for column %r; counted as not drifted", config["column"]
+            )
+        results[str(config["column"])] = {
+            "drifted": status in ("FAIL", "WARNING"),
+            "stat_test": str(config.get("method")),
+            "score": float(metric["value"]),
+            "threshold": float(config["threshold"]) if config.get("threshold") is not None else None,
+            "group": column_group(str(config["column"])),
+        }
+    missing = [n for n in names if n not in results]
+    if missing:
+        raise RuntimeError(f"Evidently's report has no drift result for columns {missing}")
+    return {n: results[n] for n in names}
+
+
+def drift_method(detector: Detector) -> str:
+    """The `drift_report` method for the detector's data: "wasserstein" for time series
+    (autocorrelated rows), "auto" for images (independent rows)."""
+    _check_fitted(detector)
+    return "wasserstein" if detector.modality_ == "timeseries" else "auto"
+
+
+def monitor_batch(
+    detector: Detector,
+    batch_data: Input,
+    result: ScoreResult,
+    reference: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+) -> DriftResult:
+    """Profile a scored batch, write its drift report and its plot (batch.png) to `out_dir`.
+
+    A plot that cannot be drawn is logged and left out: it must not cost the batch its report.
+    """
+    current = batch_profile(detector, batch_data, result, sample_size=sample_size, seed=seed)
+    drift = drift_report(reference, current, out_dir, method=drift_method(detector))
+    try:
+        drift.plot_path = plot_batch(result, batch_data, Path(out_dir) / PLOT_PNG)
+    except Exception as exc:  # a plot is a convenience; the report and verdict stand
+        log.warning("could not draw the batch plot in %s: %s", out_dir, exc)
+    return drift
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+MAX_PLOT_POINTS = 5_000
+MAX_PLOT_IMAGES = 8
+MAX_PLOT_EVENTS = 200  # shading thousands of spans makes drawing slow and the plot unreadable
+
+
+def plot_batch(
+    result: ScoreResult,
+    batch_data: Input,
+    path: str | Path,
+    *,
+    max_images: int = MAX_PLOT_IMAGES,
+) -> Path:
+    """Draw a scored batch to a PNG that a person can read at a glance; returns the path.
+
+    Time series: each value column and the score (with the threshold) over time, flagged
+    events shaded; long series are drawn as min/max envelopes. Images: the `max_images`
+    highest-scoring flagged images (the highest-scoring ones when none is flagged) above their
+    per-pixel error maps.
+    """
+    apply_environment_defaults()  # MPLCONFIGDIR under AEMON_HOME, before matplotlib loads
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if result.error_maps is not None:
+        _plot_images(result, batch_data, out, max_images)
+    else:
+        _plot_series(result, batch_data, out)
+    return out
+
+
+def _envelope(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, low, high) with at most MAX_PLOT_POINTS buckets; keeps spikes a stride would drop."""
+    step = max(1, math.ceil(len(y) / MAX_PLOT_POINTS))
+    if step == 1:
+        return x, y, y
+    n = len(y) // step * step
+    head = y[:n].reshape(-1, step)
+    lo, hi = head.min(axis=1), head.max(axis=1)
+    xs = x[:n:step]
+    if n < len(y):
+        lo, hi = np.r_[lo, y[n:].min()], np.r_[hi, y[n:].max()]
+        xs = np.r_[xs, x[n : n + 1]]
+    return xs, lo, hi
+
+
+def _plot_series(result: ScoreResult, batch_data: Input, out: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from aemon.data.timeseries import load_series
+
+    columns = list(result.columns)
+    data: str | Path | pd.DataFrame = (
+        pd.DataFrame(batch_data, columns=columns) if isinstance(batch_data, np.ndarray) else batch_data
+    )
+    _, series = load_series(data, columns=columns or None)
+    n = len(series.values)
+    if n != result.n_records:
+        raise DataError(f"the batch has {n} rows but the score result {result.n_records}")
+    x: np.ndarray = result.timestamps if result.timestamps is not None else np.arange(n)
+    events = (
+        result.events if result.events is not None else pd.DataFrame(columns=["start_index", "end_index"])
+    )
+    n_events = len(events)
+    shaded = events.nlargest(MAX_PLOT_EVENTS, "peak_score") if n_events > MAX_PLOT_EVENTS else events
+    panels = [*columns, SCORE_COLUMN]
+    fig = Figure(figsize=(12, 1.8 * len(panels) + 0.6), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, name in zip(axes, panels, strict=True):
+        y = np.asarray(result.scores if name == SCORE_COLUMN else series.values[:, columns.index(name)])
+        xs, lo, hi = _envelope(x, y.astype(np.float64))
+        if lo is hi:
+            ax.plot(xs, y, lw=0.7, color="tab:blue" if name != SCORE_COLUMN else "black")
+        else:
+            ax.fill_between(xs, lo, hi, lw=0.5, color="tab:blue" if name != SCORE_COLUMN else "black")
+        if name == SCORE_COLUMN:
+            ax.axhline(result.threshold, color="tab:red", ls="--", lw=1, label="threshold")
+            ax.legend(loc="upper right", fontsize=8)
+        ax.set_ylabel(name, fontsize=9)
+        for a, b in zip(shaded.start_index, shaded.end_index, strict=True):
+            ax.axvspan(x[int(a)], x[int(b)], color="tab:red", alpha=0.25, lw=0)
+    shown = "shaded" if len(shaded) == n_events else f"strongest {len(shaded)} shaded"
+    fig.suptitle(f"{result.n_flagged} of {n} points flagged, {n_events} events ({shown})")
+    fig.savefig(out, dpi=100)
+
+
+def _plot_images(result: ScoreResult, batch_data: Input, out: Path, max_images: int) -> None:
+    from matplotlib.figure import Figure
+
+    from aemon.data.images import ImageSchema, load_images
+
+    maps = result.error_maps
+    assert maps is not None
+    if isinstance(batch_data, pd.DataFrame):
+        raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
+    _, batch = load_images(batch_data)
+    if batch.images.shape[2:] != maps.shape[1:]:
+        schema = ImageSchema(int(maps.shape[1]), int(maps.shape[2]), int(batch.images.shape[1]))
+        _, batch = load_images(batch_data, schema)
+    if len(batch.images) != result.n_records:
+        raise DataError(f"the batch has {len(batch.images)} images but the score result {result.n_records}")
+    candidates = np.flatnonzero(result.is_anomaly) if result.n_flagged else np.arange(result.n_records)
+    top = candidates[np.argsort(-result.scores[candidates], kind="stable")][:max_images]
+    k = max(len(top), 1)
+    fig = Figure(figsize=(1.8 * k + 0.4, 4.2), layout="constrained")
+    axes = fig.subplots(2, k, squeeze=False)
+    vmax = float(maps[top].max()) if len(top) else 1.0
+    for j in range(k):
+        for ax in axes[:, j]:
+            ax.set_axis_off()
+        if j >= len(top):
+            continue
+        i = int(top[j])
+        img = batch.images[i].transpose(1, 2, 0)
+        axes[0, j].imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        key = result.keys[i]
+        axes[0, j].set_title(f"{key[-18:]}\nscore {result.scores[i]:.4g}", fontsize=7)
+        axes[1, j].imshow(maps[i], cmap="inferno", vmin=0, vmax=vmax)
+    what = "flagged" if result.n_flagged else "highest-scoring (none flagged)"
+    fig.suptitle(
+        f"{result.n_flagged} of {result.n_records} images flagged; top {len(top)} {what}: image / error map"
+    )
+    fig.savefig(out, dpi=100)
+
+
+# --- score monitoring -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlagRateCheck:
+    """Whether a batch's flag rate keeps the false-positive rate the model promised.
+
+    `p_value`: one-sided binomial test of "the true flag rate is <= the promise";
+    `broken`: p_value < alpha and the observed rate is at least `min_ratio` times the promise.
+    """
+
+    n_flagged: int
+    n_records: int
+    observed_rate: float
+    promised_rate: float
+    p_value: float
+    broken: bool
+    message: str
+
+
+def flag_rate_check(
+    n_flagged: int,
+    n_records: int,
+    target_fpr: float,
+    *,
+    alpha: float = 0.001,
+    block_size: int = 1,
+    min_ratio: float = 1.5,
+) -> FlagRateCheck:
+    """Does the batch flag more than the `target_fpr` the threshold was calibrated for?
+
+    A broken promise means the data or the model changed (or the threshold is wrong): the
+    flags stop meaning "1 in 100 normal records". The test is a one-sided binomial test
+    (scipy.stats.binomtest). It assumes independent records: true for images, not for time
+    series, where a point's score is the mean over the windows covering it, so neighbours are
+    flagged together and a plain test on points would be anti-conservative (too many broken
+    promises). Pass `block_size` = the window length for series: records are then counted in
+    blocks (n / block_size trials, the flagged count scaled alike), which is conservative.
+    `min_ratio` keeps huge batches from failing on a practically irrelevant excess.
+
+    Example:
+        >>> flag_rate_check(90, 1000, 0.01).message
+        'this model flags 9.0 % where it promised 1.0 % (p = 1.3e-54)'
+    """
+    from scipy.stats import binomtest
+
+    if not 0 < target_fpr < 1:
+        raise ConfigError(f"target_fpr must be in (0, 1), got {target_fpr}")
+    if n_records < 0 or not 0 <= n_flagged <= max(n_records, 0):
+        raise ConfigError(f"need 0 <= n_flagged <= n_records, got {n_flagged} of {n_records}")
+    if block_size < 1:
+        raise ConfigError(f"block_size must be >= 1, got {block_size}")
+    if n_records == 0:
+        return FlagRateCheck(0, 0, 0.0, target_fpr, 1.0, False, "no records to check the flag rate on")
+    observed = n_flagged / n_records
+    n_trials = max(1, n_records // block_size)
+    k = min(n_trials, round(n_flagged * n_trials / n_records))
+    p_value = float(binomtest(k, n_trials, target_fpr, alternative="greater").pvalue)
+    broken = p_value < alpha and observed >= min_ratio * target_fpr
+    rates = f"{100 * observed:.1f} % where it promised {100 * target_fpr:.1f} % (p = {p_value:.2g})"
+    message = f"this model flags {rates}" if broken else f"flag rate within the promise: {rates}"
+    return FlagRateCheck(n_flagged, n_records, observed, target_fpr, p_value, broken, message)
+
+
+def promised_fpr(detector: Detector) -> float | None:
+    """The false-positive rate the detector's threshold promises, or None (f1, event budget)."""
+    _check_fitted(detector)
+    value = detector.threshold_info_.params.get("target_fpr")
+    return float(value) if value is not None else None
+
+
+def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0.001) -> FlagRateCheck | None:
+    """`flag_rate_check` of a scored batch against its detector's promise (None: no promise).
+
+    Series are counted in blocks of one window (see `flag_rate_check`).
+    """
+    promise = promised_fpr(detector)
+    if promise is None:
+        return None
+    block = detector.window if detector.modality_ == "timeseries" else 1
+    return flag_rate_check(result.n_flagged, result.n_records, promise, alpha=alpha, block_size=block)

@@ -1,0 +1,247 @@
+"""Drift reports and the flag-rate check on real Evidently reports and real (tiny) detectors.
+
+Known answers: a batch drawn like the reference (another noise seed) shows no drift; a shifted
+mean, a doubled scale, and a time-shuffled series (same values, no pattern left) do, each in
+the groups where it must show.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aemon import Detector
+from aemon.drift import (
+    IMAGE_STATS,
+    DriftResult,
+    batch_profile,
+    check_flag_rate,
+    drift_report,
+    flag_rate_check,
+    load_profile,
+    monitor_batch,
+    reference_profile,
+    save_profile,
+)
+from aemon.errors import ConfigError, DataError
+from aemon.synthetic import make_images, make_series
+
+N, WINDOW = 3000, 16
+VALUE_COLUMNS = ["metric_0", "metric_1"]
+
+
+@pytest.fixture(scope="module")
+def series_detector() -> Detector:
+    reference, _, _ = make_series(N, 2)
+    return Detector(modality="timeseries", window=WINDOW, epochs=3, progress=False).fit(reference)
+
+
+@pytest.fixture(scope="module")
+def series_reference(series_detector: Detector) -> pd.DataFrame:
+    reference, _, _ = make_series(N, 2)
+    return reference_profile(series_detector, reference)
+
+
+@pytest.fixture(scope="module")
+def clean_series() -> pd.DataFrame:
+    return make_series(N, 2, seed=1)[0]
+
+
+@pytest.fixture(scope="module")
+def image_detector() -> Detector:
+    images, _ = make_images(200, size=16)
+    return Detector(
+        modality="image", model="dense", latent_dim=8, epochs=3, batch_size=512, progress=False
+    ).fit(images)
+
+
+def _groups(drift: DriftResult) -> dict[str, list[str]]:
+    return {g: drift.drifted_columns(g) for g in ("input", "latent", "score")}
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+
+def test_reference_profile_columns_and_score_source(
+    series_detector: Detector, series_reference: pd.DataFrame
+) -> None:
+    latent_dim = series_detector.model_.spec.latent_dim
+    assert list(series_reference.columns) == [
+        *VALUE_COLUMNS,
+        *(f"latent_{i}" for i in range(latent_dim)),
+        "score",
+    ]
+    assert len(series_reference) == 2000  # default sample size, < N - WINDOW + 1 windows
+    # The score column holds held-out calibration scores (each at most once), not training errors.
+    scores = series_reference["score"].dropna().to_numpy()
+    assert len(scores) == min(2000, len(series_detector.calibration_scores_))
+    assert np.isin(scores, series_detector.calibration_scores_).all()
+
+
+def test_profile_rows_align_window_end_with_its_latent_code(series_detector: Detector) -> None:
+    """Row = a window's last point: its values, and the code of the window ending there."""
+    batch, _, _ = make_series(400, 2, seed=5)
+    result = series_detector.score(batch)
+    profile = batch_profile(series_detector, batch, result, sample_size=50, seed=3)
+    all_codes = series_detector.encode(batch, max_samples=None)
+    values = batch[VALUE_COLUMNS].to_numpy(dtype=np.float32)
+    for _, row in profile.iterrows():
+        (end,) = np.flatnonzero((values == row[VALUE_COLUMNS].to_numpy(dtype=np.float32)).all(axis=1))
+        assert end >= WINDOW - 1
+        code = row[[c for c in profile.columns if c.startswith("latent_")]].to_numpy(dtype=np.float32)
+        np.testing.assert_allclose(code, all_codes[end - WINDOW + 1], rtol=1e-5, atol=1e-6)
+        assert row["score"] == pytest.approx(result.scores[end])
+
+
+def test_profile_parquet_round_trip(series_reference: pd.DataFrame, tmp_path: Path) -> None:
+    path = save_profile(series_reference, tmp_path / "model" / "reference.parquet")
+    pd.testing.assert_frame_equal(load_profile(path), series_reference)
+    with pytest.raises(DataError, match="not found"):
+        load_profile(tmp_path / "missing.parquet")
+
+
+# --- series drift -----------------------------------------------------------------------------
+
+
+def test_clean_series_batch_shows_no_drift(
+    series_detector: Detector, series_reference: pd.DataFrame, clean_series: pd.DataFrame, tmp_path: Path
+) -> None:
+    result = series_detector.score(clean_series)
+    drift = monitor_batch(series_detector, clean_series, result, series_reference, tmp_path / "clean")
+    assert not drift.drift_detected, drift.columns
+    assert drift.drifted_share == 0.0 and drift.reasons == []
+    assert drift.html_path == tmp_path / "clean" / "report.html" and drift.html_path.stat().st_size > 10_000
+    snapshot = json.loads(drift.json_path.read_text())
+    assert {m["config"].get("column") for m in snapshot["metrics"]} >= set(series_reference.columns)
+    assert drift.plot_path is not None and drift.plot_path.read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(json.dumps(drift.to_dict()))["drift_detected"] is False
+    assert {c["stat_test"] for c in drift.columns.values()} == {"wasserstein"}
+
+
+def _mean_shift(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["metric_0"] += 1.5 * frame["metric_0"].std()
+    return out
+
+
+def _scale(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["metric_1"] *= 2.0
+    return out
+
+
+def _shuffle(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out[VALUE_COLUMNS] = frame[VALUE_COLUMNS].to_numpy()[np.random.default_rng(0).permutation(len(frame))]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shift", "drifted_inputs"),
+    [
+        (_mean_shift, ["metric_0"]),  # one column moves up: its input, the codes and the scores
+        (_scale, ["metric_1"]),  # one column doubles in amplitude
+        (_shuffle, []),  # same values in random order: inputs unchanged, only the model sees it
+    ],
+    ids=["mean-shift", "scale-change", "new-pattern"],
+)
+def test_shifted_series_batch_drifts(
+    series_detector: Detector,
+    series_reference: pd.DataFrame,
+    clean_series: pd.DataFrame,
+    tmp_path: Path,
+    shift: object,
+    drifted_inputs: list[str],
+) -> None:
+    batch = shift(clean_series)  # type: ignore[operator]
+    result = series_detector.score(batch)
+    current = batch_profile(series_detector, batch, result)
+    drift = drift_report(series_reference, current, tmp_path, method="wasserstein")
+    groups = _groups(drift)
+    assert drift.drift_detected
+    assert groups["input"] == drifted_inputs
+    assert len(groups["latent"]) >= series_detector.model_.spec.latent_dim // 2
+    assert groups["score"] == ["score"]
+    assert "the score distribution drifted" in drift.reasons
+    assert drift.html_path.exists() and drift.json_path.exists()
+
+
+def test_profiles_must_match(series_reference: pd.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="different columns"):
+        drift_report(series_reference, series_reference.drop(columns=["metric_0"]), tmp_path)
+
+
+# --- image drift ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seed", "dim", "drifted"),
+    [(1, 1.0, False), (2, 0.6, True)],  # another draw of the same images; the same, 40 % darker
+    ids=["clean", "darker"],
+)
+def test_image_batch_drift(
+    image_detector: Detector, tmp_path: Path, seed: int, dim: float, drifted: bool
+) -> None:
+    reference, _ = make_images(200, size=16)
+    profile = reference_profile(image_detector, reference)
+    assert list(profile.columns[: len(IMAGE_STATS)]) == list(IMAGE_STATS)
+    batch = (make_images(200, size=16, seed=seed)[0] * dim).astype(np.uint8)
+    result = image_detector.score(batch)
+    drift = monitor_batch(image_detector, batch, result, profile, tmp_path)
+    assert drift.drift_detected is drifted, drift.columns
+    if drifted:  # all three groups move
+        groups = _groups(drift)
+        assert len(groups["input"]) >= 3 and len(groups["latent"]) >= 4 and groups["score"] == ["score"]
+    assert {c["stat_test"] for c in drift.columns.values()} == {"ks"}  # 200 independent images
+    assert drift.plot_path is not None and drift.plot_path.stat().st_size > 0
+
+
+# --- flag rate --------------------------------------------------------------------------------
+
+
+def test_flag_rate_check_fires_on_a_broken_model(
+    series_detector: Detector, clean_series: pd.DataFrame
+) -> None:
+    healthy = check_flag_rate(series_detector, series_detector.score(clean_series))
+    assert healthy is not None
+    assert not healthy.broken, healthy.message
+
+    broken_model = copy.deepcopy(series_detector)
+    broken_model.threshold_ = float(np.median(series_detector.calibration_scores_))  # flags ~half
+    check = check_flag_rate(broken_model, broken_model.score(clean_series))
+    assert check is not None and check.broken
+    assert check.observed_rate > 0.3 and check.promised_rate == 0.01
+    assert check.message.startswith("this model flags ") and "where it promised 1.0 %" in check.message
+
+
+@pytest.mark.parametrize(
+    ("n_flagged", "n_records", "block_size", "broken"),
+    [
+        (90, 1000, 1, True),  # 9 % against 1 %
+        (12, 1000, 1, False),  # 1.2 %: chance
+        (0, 1000, 1, False),
+        (30, 1000, 1, True),  # 3 % of 1,000 independent images: significant
+        (30, 1000, 16, False),  # the same count on a series, neighbours flagged together: not
+        (1_200, 100_000, 1, False),  # significant, but only 1.2x the promise (min_ratio)
+        (0, 0, 1, False),  # an empty batch promises nothing
+    ],
+)
+def test_flag_rate_check_table(n_flagged: int, n_records: int, block_size: int, broken: bool) -> None:
+    check = flag_rate_check(n_flagged, n_records, 0.01, block_size=block_size)
+    assert check.broken is broken
+    assert 0.0 <= check.p_value <= 1.0
+
+
+def test_flag_rate_check_message_and_errors() -> None:
+    assert flag_rate_check(90, 1000, 0.01).message.startswith(
+        "this model flags 9.0 % where it promised 1.0 %"
+    )
+    with pytest.raises(ConfigError):
+        flag_rate_check(5, 4, 0.01)
+    with pytest.raises(ConfigError):
+        flag_rate_check(1, 10, 1.5)
