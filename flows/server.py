@@ -1,0 +1,99 @@
+"""A local Prefect server for schedules on one machine.
+
+Prefect's temporary API (used when `PREFECT_API_URL` is unset) runs flows but never fires
+schedules, so `aemon serve` needs a real server. `prefect_api()` uses the configured one, or
+starts `prefect server start` on 127.0.0.1 with its state under `<AEMON_HOME>/prefect`, waits
+until it is healthy, and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aemon import config
+from aemon.errors import AemonError
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_S = 90.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextmanager
+def prefect_api(port: int | None = None) -> Iterator[str]:
+    """Yield the Prefect API URL: `PREFECT_API_URL` when set, else a local server's.
+
+    Sets `PREFECT_API_URL` in this process for the duration, so import Prefect's client code
+    inside the block.
+    """
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        yield configured
+        return
+    config.apply_environment_defaults()
+    port = port or _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    log_path = config.aemon_home() / "prefect" / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    log.info("starting a local Prefect server on %s (log: %s)", api_url, log_path)
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not _healthy(api_url):
+            if proc.poll() is not None:
+                raise AemonError(
+                    f"the local Prefect server exited with code {proc.returncode}; see {log_path}"
+                )
+            if time.monotonic() > deadline:
+                raise AemonError(
+                    f"the local Prefect server was not healthy after {STARTUP_TIMEOUT_S:.0f} s; "
+                    f"see {log_path}"
+                )
+            time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = api_url
+        yield api_url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left after 15 s."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+    log.info("local Prefect server stopped")
