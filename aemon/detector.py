@@ -453,7 +453,7 @@ class Detector:
     def _standardize(self, values: np.ndarray) -> np.ndarray:
         return ((values - self.offset_) / self.scale_).astype(np.float32)
 
-    def _as_series_input(self, data: Input) -> tuple[Input, SeriesSchema]:
+    def _as_series_input(self, data: Input) -> tuple[str | Path | pd.DataFrame, SeriesSchema]:
         """A bare (rows, columns) array holds values only: read it without a time column."""
         if isinstance(data, np.ndarray):
             columns = list(self.schema_.columns)

@@ -746,6 +746,21 @@ class AnomalyStore:
         with self._transaction(f"reading alert of batch {batch_id}") as conn:
             return conn.scalar(stmt) == "sent"
 
+    def recent_alert_times(self, model_name: str, since: datetime) -> list[datetime]:
+        """When alerts of `model_name`'s batches were sent since `since` (for rate limits)."""
+        stmt = (
+            sa.select(alerts_table.c.updated_at)
+            .join(batches_table, batches_table.c.id == alerts_table.c.batch_id)
+            .where(
+                (batches_table.c.model_name == model_name)
+                & (alerts_table.c.status == "sent")
+                & (alerts_table.c.updated_at >= _as_utc(since))
+            )
+            .order_by(alerts_table.c.updated_at)
+        )
+        with self._transaction(f"reading recent alerts of {model_name}") as conn:
+            return list(conn.scalars(stmt))
+
     # -- plumbing --
 
     @contextmanager

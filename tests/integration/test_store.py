@@ -553,5 +553,11 @@ def test_alert_upsert_counts_attempts_until_sent(store: AnomalyStore) -> None:
 
     with pytest.raises(ConfigError, match="alert status"):
         store.record_alert(batch.id, target, status="queued", error=None, payload={})
+
+    # only sent alerts of this model count towards its rate limit
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert len(store.recent_alert_times(batch.model_name, hour_ago)) == 1
+    assert store.recent_alert_times("another-model", hour_ago) == []
+    assert store.recent_alert_times(batch.model_name, datetime.now(UTC) + timedelta(minutes=1)) == []
     with pytest.raises(StoreError, match="batch 999 does not exist"):
         store.record_alert(999, target, status="sent", error=None, payload={})
