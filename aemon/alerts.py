@@ -54,6 +54,7 @@ from aemon.errors import ConfigError
 if TYPE_CHECKING:
     from aemon.detector import ScoreResult
     from aemon.drift import DriftResult, FlagRateCheck
+    from aemon.store import AnomalyStore
 
 log = logging.getLogger(__name__)
 
@@ -384,3 +385,60 @@ def alert_allowed(
 
 def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+# --- delivery with the anomaly database -------------------------------------------------------
+
+
+def dispatch_alert(
+    store: AnomalyStore,
+    alert: Alert,
+    *,
+    batch_id: int,
+    model_name: str,
+    urls: Sequence[str],
+    now: datetime | None = None,
+) -> list[SendOutcome]:
+    """Send a batch's alert to each target it has not reached yet, and record every attempt.
+
+    A rerun never re-sends (the store keeps one row per batch and target); past the model's
+    rate limit nothing goes out and the attempt is recorded as failed ("rate limited"), to be
+    retried by `retry_failed_alerts` on a later run.
+    """
+    pending = [u for u in urls if not store.alert_sent(batch_id, target_id(u))]
+    if not pending:
+        return []
+    current = now or datetime.now(UTC)
+    recent = store.recent_alert_times(model_name, current - timedelta(hours=1))
+    if alert_allowed(recent, now=current):
+        outcomes = send_alert(alert, pending)
+    else:
+        log.warning("alert of batch %s held back: %s is over its rate limit", batch_id, model_name)
+        outcomes = [SendOutcome(target_id(u), False, "rate limited") for u in pending]
+    for outcome in outcomes:
+        store.record_alert(
+            batch_id,
+            outcome.target,
+            status="sent" if outcome.ok else "failed",
+            error=outcome.error,
+            payload=alert.payload,
+        )
+    return outcomes
+
+
+def retry_failed_alerts(store: AnomalyStore, urls: Sequence[str]) -> list[SendOutcome]:
+    """Try again every recorded alert whose last attempt failed, to targets still configured."""
+    by_target = {target_id(u): u for u in urls}
+    outcomes: list[SendOutcome] = []
+    for row in store.alerts_to_retry():
+        url = by_target.get(row.target)
+        if url is None:
+            continue  # that target is no longer configured
+        outcomes += dispatch_alert(
+            store,
+            Alert.from_payload(row.payload),
+            batch_id=row.batch_id,
+            model_name=str(row.payload.get("model", "")),
+            urls=[url],
+        )
+    return outcomes

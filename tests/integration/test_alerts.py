@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +26,9 @@ from aemon.alerts import (
     Alert,
     alert_allowed,
     build_alert,
+    dispatch_alert,
     max_alerts_per_hour,
+    retry_failed_alerts,
     send_alert,
     should_alert,
     target_id,
@@ -33,6 +36,7 @@ from aemon.alerts import (
 from aemon.detector import ScoreResult
 from aemon.drift import DriftResult, flag_rate_check
 from aemon.errors import ConfigError
+from aemon.store import AnomalyStore
 from aemon.synthetic import make_series
 
 PAYLOAD_FIELDS = {
@@ -118,7 +122,13 @@ class Webhook:
 
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
-    hook = Webhook(port=0)
+    with _serve(0) as hook:
+        yield hook
+
+
+@contextmanager
+def _serve(port: int) -> Iterator[Webhook]:
+    hook = Webhook(port=port)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -130,7 +140,7 @@ def webhook() -> Iterator[Webhook]:
         def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     hook.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -277,3 +287,61 @@ def test_rate_limit_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("AEMON_ALERT_MAX_PER_HOUR", "many")
     with pytest.raises(ConfigError, match="AEMON_ALERT_MAX_PER_HOUR"):
         max_alerts_per_hour()
+
+
+# --- delivery recorded in the anomaly database --------------------------------------------------
+
+
+def _batch(store: AnomalyStore, n: int) -> int:
+    claimed = store.claim_batch(
+        source=f"inbox/{n}.csv", content_sha256=f"{n:064x}", model_name="cpu-load", model_version="3"
+    )
+    assert claimed is not None
+    return claimed.id
+
+
+def test_dispatch_sends_once_and_retries_failures_later(
+    alert: Alert, webhook: Webhook, tmp_path: Path
+) -> None:
+    store = AnomalyStore(f"sqlite:///{tmp_path / 'a.db'}")
+    batch_id = _batch(store, 1)
+    live, dead = webhook.url(), f"json://127.0.0.1:{_closed_port()}/hook"
+    first = dispatch_alert(store, alert, batch_id=batch_id, model_name="cpu-load", urls=[live, dead])
+    assert [o.ok for o in first] == [True, False]
+    assert len(webhook.received) == 1
+    # a rerun of the batch re-sends nothing to the target that got it, and tries the dead one again
+    again = dispatch_alert(store, alert, batch_id=batch_id, model_name="cpu-load", urls=[live, dead])
+    assert [o.target for o in again] == [target_id(dead)] and len(webhook.received) == 1
+    [failed] = store.alerts_to_retry()
+    assert failed.attempts == 2 and failed.target == target_id(dead)
+    assert retry_failed_alerts(store, [live]) == []  # a target no longer configured waits
+    # the dead endpoint comes back on its port: the next run's retry delivers it
+    with _serve(int(dead.split(":")[2].split("/")[0])) as revived:
+        [ok] = retry_failed_alerts(store, [live, dead])
+        assert ok.ok and revived.received[0][1][PAYLOAD_KEY] == alert.payload
+    assert store.alerts_to_retry() == [] and store.alert_sent(batch_id, target_id(dead))
+
+
+def test_dispatch_holds_the_rate_limit(
+    alert: Alert, webhook: Webhook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEMON_ALERT_MAX_PER_HOUR", "2")
+    store = AnomalyStore(f"sqlite:///{tmp_path / 'a.db'}")
+    sent = [
+        dispatch_alert(store, alert, batch_id=_batch(store, i), model_name="cpu-load", urls=[webhook.url()])
+        for i in range(3)
+    ]
+    assert [s[0].ok for s in sent] == [True, True, False]
+    assert sent[2][0].error == "rate limited" and len(webhook.received) == 2
+    # an hour later the held-back alert goes out on retry
+    later = datetime.now(UTC) + timedelta(hours=1, minutes=1)
+    [row] = store.alerts_to_retry()
+    out = dispatch_alert(
+        store,
+        Alert.from_payload(row.payload),
+        batch_id=row.batch_id,
+        model_name="cpu-load",
+        urls=[webhook.url()],
+        now=later,
+    )
+    assert out[0].ok and len(webhook.received) == 3
