@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,11 @@ class BatchOutcome:
     n_flagged: int = 0
     error: str | None = None
     moved_to: str | None = None
+    drift_detected: bool | None = None  # None: no drift report
+    report_path: str | None = None
+    flag_rate: str | None = None  # the flag-rate check's message
+    flag_rate_broken: bool | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # one per target tried
     result: ScoreResult | None = None
 
     def summary(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Unreadable files raise a DataError naming every one of them: nothing is skipped 
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,22 +153,27 @@ def _resize_nchw(images: np.ndarray, schema: ImageSchema) -> np.ndarray:
     return np.ascontiguousarray(images, dtype=np.float32)
 
 
-def _read_image_files(files: Sequence[Path], root: Path) -> tuple[list[str], list[np.ndarray]]:
-    from PIL import Image, UnidentifiedImageError
+def _decode_image(source: Path | io.BytesIO) -> np.ndarray:
+    """One PNG/JPEG file or buffer -> (H, W, C) uint8 with C = 1 (grayscale) or 3 (RGB)."""
+    from PIL import Image
 
-    keys, arrays, failures = [], [], []
-    for path in files:
-        key = path.relative_to(root).as_posix()
+    with Image.open(source) as img:
+        img.load()
+        mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+        arr = np.asarray(img.convert(mode))
+    return arr if arr.ndim == 3 else arr[..., None]
+
+
+def _decode_all(items: Sequence[tuple[str, Path | io.BytesIO]], root: Path | None) -> list[np.ndarray]:
+    """Decode every item; report every unreadable one by name, never skip it."""
+    from PIL import UnidentifiedImageError
+
+    arrays, failures = [], []
+    for name, source in items:
         try:
-            with Image.open(path) as img:
-                img.load()
-                mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-                arr = np.asarray(img.convert(mode))
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            failures.append(f"{key} ({type(exc).__name__}: {exc})")
-            continue
-        keys.append(key)
-        arrays.append(arr if arr.ndim == 3 else arr[..., None])
+            arrays.append(_decode_image(source))
+        except (OSError, UnidentifiedImageError, ValueError, TypeError) as exc:
+            failures.append(f"{name} ({type(exc).__name__}: {exc})")
     if failures:
         raise DataError(
             f"{len(failures)} unreadable image file(s): "
@@ -176,7 +182,12 @@ def _read_image_files(files: Sequence[Path], root: Path) -> tuple[list[str], lis
             source=root,
             record=failures[0].split(" (")[0],
         )
-    return keys, arrays
+    return arrays
+
+
+def _read_image_files(files: Sequence[Path], root: Path) -> tuple[list[str], list[np.ndarray]]:
+    keys = [path.relative_to(root).as_posix() for path in files]
+    return keys, _decode_all(list(zip(keys, files, strict=True)), root)
 
 
 def load_images(
@@ -223,3 +234,21 @@ def load_images(
         )
     target = schema or ImageSchema(nchw.shape[2], nchw.shape[3], nchw.shape[1])
     return target, ImageBatch(keys=keys, images=_resize_nchw(nchw, target))
+
+
+def decode_images(items: Sequence[bytes | str | Path], schema: ImageSchema) -> np.ndarray:
+    """Encoded images (PNG/JPEG bytes) or file paths -> float32 (N, C, H, W) in [0, 1].
+
+    Each image is converted exactly as `load_images` converts a folder, so a model served
+    over a DataFrame scores the same as one reading the files itself.
+    """
+    if not items:
+        raise DataError("no images in the input")
+    named = [
+        (f"index:{i}", io.BytesIO(item)) if isinstance(item, bytes | bytearray) else (str(item), Path(item))
+        for i, item in enumerate(items)
+    ]
+    arrays = _decode_all(named, None)
+    return np.concatenate(
+        [_resize_nchw(_to_nchw(a[None], name), schema) for a, (name, _) in zip(arrays, named, strict=True)]
+    )

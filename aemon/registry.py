@@ -1,0 +1,1001 @@
+"""MLflow tracking and model registry: the only module of aemon that imports mlflow.
+
+A training run logs its parameters, loss curves, threshold, held-out metrics and plots, and
+the detector folder as an MLflow **pyfunc** model registered as `NAME`. Every new version gets
+the alias `challenger`; it also becomes `champion` when it passes the quality gate
+(`quality_gate`). Scoring resolves `NAME` (= `NAME@champion`), `NAME@alias` or `NAME/version`
+with `load_detector`.
+
+Where: `MLFLOW_TRACKING_URI`, default `sqlite:///<AEMON_HOME>/mlflow.db` with artifacts under
+`<AEMON_HOME>/mlartifacts` (see `aemon.config`).
+
+Example:
+    >>> version = log_training(det, name="cpu", data_source="ref.csv",  # doctest: +SKIP
+    ...                        reference_data=holdout, labels=holdout_labels)
+    >>> det, ref = load_detector("cpu")  # the champion  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from aemon.config import apply_environment_defaults, mlflow_artifact_root, mlflow_tracking_uri
+from aemon.data.images import decode_images, load_images
+from aemon.data.timeseries import read_frame_chunks
+from aemon.detector import Detector, Input
+from aemon.errors import (
+    AemonError,
+    ConfigError,
+    DataError,
+    ModelFormatError,
+    ModelNotFoundError,
+    RegistryError,
+)
+
+apply_environment_defaults()  # mlflow reads its settings (telemetry, ...) at import time
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.models import ModelSignature  # noqa: E402
+from mlflow.pyfunc import PythonModel  # noqa: E402
+from mlflow.types import ColSpec, Schema  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = "aemon"
+CHAMPION, CHALLENGER = "champion", "challenger"
+MODEL_ARTIFACT = "model"  # the pyfunc model's name inside the run
+DETECTOR_ARTIFACT = "detector"  # the detector folder inside the pyfunc model's artifacts
+TAG = "aemon."  # prefix of every tag aemon writes
+# Quality gate (see `quality_gate`):
+FPR_SLACK = 2.0  # held-out FPR may reach FPR_SLACK * target_fpr + 1/n_normal
+AUROC_TOLERANCE = 1e-3  # "not worse": challenger AUROC >= champion AUROC - this
+MAX_CACHED_DETECTORS = 8
+# MLflow "models from code": the model is this import, not a pickle (which MLflow warns about
+# and which would tie a version to one cloudpickle). Loading it needs aemon installed.
+MODEL_CODE = '''"""aemon pyfunc model: `AemonModel` loads the detector folder in artifacts/."""
+import mlflow
+
+from aemon.registry import AemonModel
+
+mlflow.models.set_model(AemonModel())
+'''
+MAX_PARAM_CHARS = 500
+
+
+# --- value classes --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One registered model version, and the alias it was reached through (if any)."""
+
+    name: str
+    version: str
+    alias: str | None = None
+    run_id: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def __str__(self) -> str:
+        return f"{self.name}/{self.version}" + (f" (@{self.alias})" if self.alias else "")
+
+
+@dataclass
+class RegisteredVersion:
+    """What `log_training` registered and what the quality gate decided."""
+
+    name: str
+    version: str
+    run_id: str
+    aliases: list[str]
+    promoted: bool
+    reason: str  # the gate's reason, for people
+    threshold: float
+    threshold_method: str
+    calibration_fpr: float
+    target_fpr: float | None  # None when the threshold does not promise a pointwise FPR
+    metrics: dict[str, float] = field(default_factory=dict)  # as logged to the run
+    evaluation: dict[str, float] = field(default_factory=dict)  # held-out, `evaluate_detector`
+    tracking_uri: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """One row of `list_models`."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str | None
+    created: datetime
+    gate: str | None  # promoted | rejected | forced (None: not decided by aemon)
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reason: str
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+# --- connection -----------------------------------------------------------------------------
+
+
+def _client() -> tuple[MlflowClient, str]:
+    """A client on the configured store; the fluent API is pointed at the same URI."""
+    uri = mlflow_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri), uri
+
+
+def _is_local_store(uri: str) -> bool:
+    """SQLite has nowhere to keep artifacts but a folder: aemon picks it (never `./mlruns`)."""
+    return uri.startswith("sqlite:")
+
+
+@contextmanager
+def _registry_errors(action: str, uri: str) -> Iterator[None]:
+    """Turn MLflow's exceptions into one RegistryError line that says what aemon was doing."""
+    try:
+        yield
+    except MlflowException as exc:
+        raise RegistryError(f"{action} failed ({uri}): {exc.message}") from exc
+
+
+def _experiment_id(client: MlflowClient, uri: str) -> str:
+    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = mlflow_artifact_root().as_uri() if _is_local_store(uri) else None
+    try:
+        return str(client.create_experiment(EXPERIMENT_NAME, artifact_location=location))
+    except MlflowException:  # created meanwhile by another process
+        exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+# --- evaluation and the quality gate ----------------------------------------------------------
+
+
+def evaluate_detector(
+    detector: Detector, data: Input, labels: Sequence[int] | np.ndarray | None = None
+) -> dict[str, float]:
+    """Score held-out `data` and measure: `fpr` (share of normal records flagged), and with
+    labels holding both classes `auroc`, `auprc`, `precision`, `recall`, `f1`.
+
+    Time series: a window-based score smears an anomaly over the window around it, so normal
+    points closer than `window - 1` to a labelled anomaly are left out of `fpr`.
+    """
+    return _evaluate_result(detector, detector.score(data), labels)
+
+
+def _evaluate_result(detector: Detector, res: Any, labels: Any) -> dict[str, float]:
+    n = res.n_records
+    metrics: dict[str, float] = {"n_records": float(n), "n_flagged": float(res.n_flagged)}
+    if res.events is not None:
+        metrics["n_events"] = float(len(res.events))
+    y: np.ndarray | None = None
+    normal = np.ones(n, dtype=bool)
+    if labels is not None:
+        y = np.asarray(labels).astype(bool)
+        if y.shape != (n,):
+            raise DataError(f"labels must hold one value per record ({n}), got shape {y.shape}")
+        normal = ~y
+        if detector.modality_ == "timeseries" and detector.window > 1:
+            normal = ~_dilate(y, detector.window - 1)
+        metrics["n_anomalies"] = float(y.sum())
+    metrics["n_normal"] = float(normal.sum())
+    if normal.any():
+        metrics["fpr"] = float(res.is_anomaly[normal].mean())
+    if y is not None and y.any() and (~y).any():
+        metrics["auroc"] = _auroc(res.scores, y)
+        metrics["auprc"] = _average_precision(res.scores, y)
+        tp = float((res.is_anomaly & y).sum())
+        precision = tp / max(res.n_flagged, 1)
+        recall = tp / float(y.sum())
+        metrics["precision"], metrics["recall"] = precision, recall
+        metrics["f1"] = 2 * precision * recall / (precision + recall) if tp else 0.0
+    return metrics
+
+
+def _dilate(mask: np.ndarray, k: int) -> np.ndarray:
+    return np.convolve(mask.astype(np.int64), np.ones(2 * k + 1, dtype=np.int64), "same") > 0
+
+
+def _auroc(scores: np.ndarray, y: np.ndarray) -> float:
+    """Mann-Whitney AUROC (ties count half), as sklearn's roc_auc_score."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_precision(scores: np.ndarray, y: np.ndarray) -> float:
+    """Area under the precision-recall steps, as sklearn's average_precision_score."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, t = scores[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last record of each tied score
+    tps = np.cumsum(t)[last].astype(np.float64)
+    precision = tps / (last + 1)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def quality_gate(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    *,
+    calibration_fpr: float,
+    n_calibration: int,
+    target_fpr: float | None,
+    force: bool = False,
+    champion_error: str | None = None,
+) -> GateDecision:
+    """Decide whether a new version replaces the champion.
+
+    `challenger`: the new version's `evaluate_detector` metrics on held-out data ({} when none
+    was held out); `champion`: the champion's metrics on the *same* data, None when there is
+    no champion ({} when they could not be measured: no held-out data). Rules, in order:
+
+    1. `force` (``--promote``) promotes;
+    2. no champion yet promotes;
+    3. the champion could not score the held-out data (`champion_error`: schema changed...)
+       rejects: the two are not comparable, promote by hand;
+    4. the false-positive rate must keep the threshold's promise: held-out FPR (calibration
+       FPR when nothing was held out) <= FPR_SLACK * target_fpr + 1 / n_normal. The slack
+       absorbs sampling noise of small, autocorrelated held-out sets while still catching a
+       broken threshold. Skipped when the threshold promises no pointwise rate (f1, or a
+       false-alarm budget);
+    5. with labels on both sides, AUROC must not be worse than the champion's
+       (>= champion - AUROC_TOLERANCE); without labels rule 4 decides alone.
+    """
+    numbers: dict[str, float] = {"calibration_fpr": calibration_fpr}
+    for key in ("fpr", "auroc", "auprc", "f1"):
+        if key in challenger:
+            numbers[f"holdout_{key}"] = challenger[key]
+    if champion:
+        numbers.update({f"champion_{k}": champion[k] for k in ("fpr", "auroc") if k in champion})
+    if force:
+        return GateDecision(True, "forced (promote=True)", numbers)
+    if champion is None:
+        return GateDecision(True, "first champion: no champion yet", numbers)
+    if champion_error is not None:
+        return GateDecision(
+            False,
+            f"champion cannot score the held-out data ({champion_error}); not comparable, promote by hand",
+            numbers,
+        )
+    if target_fpr is not None:
+        if "fpr" in challenger:
+            fpr, n_normal, where = challenger["fpr"], challenger.get("n_normal", 1.0), "held-out"
+        else:
+            fpr, n_normal, where = calibration_fpr, float(n_calibration), "calibration"
+        limit = FPR_SLACK * target_fpr + 1.0 / max(n_normal, 1.0)
+        numbers.update(fpr_limit=limit, target_fpr=target_fpr)
+        if fpr > limit:
+            return GateDecision(
+                False,
+                f"{where} false-positive rate {fpr:.4g} above the limit {limit:.4g} (target {target_fpr:g})",
+                numbers,
+            )
+    if "auroc" in challenger and "auroc" in champion:
+        new, old = challenger["auroc"], champion["auroc"]
+        if new < old - AUROC_TOLERANCE:
+            return GateDecision(
+                False,
+                f"AUROC {new:.4f} worse than the champion's {old:.4f} on the same held-out data",
+                numbers,
+            )
+        return GateDecision(
+            True,
+            f"AUROC {new:.4f} not worse than the champion's {old:.4f} on the same held-out data",
+            numbers,
+        )
+    why = "no labelled held-out data to compare AUROC" if champion else "no held-out data"
+    return GateDecision(True, f"false-positive rate within target ({why})", numbers)
+
+
+# --- the pyfunc model -------------------------------------------------------------------------
+
+
+class AemonModel(PythonModel):
+    """The detector as an MLflow pyfunc: `predict(DataFrame)` -> one row per input record.
+
+    Time series: the columns of the training file (timestamp + value columns); output `key`,
+    `timestamp`, `score`, `is_anomaly`, `p_value`, `event_id` (-1: no event). Images: a column
+    `path` (file paths) or `image` (encoded PNG/JPEG bytes); output `key`, `score`,
+    `is_anomaly`, `p_value`. Higher score = more anomalous; flagged when score > threshold.
+    `model_config={"device": "cpu"}` at load time picks the device (default "auto").
+    """
+
+    def load_context(self, context: Any) -> None:
+        config = getattr(context, "model_config", None) or {}
+        self.detector = Detector.load(
+            context.artifacts[DETECTOR_ARTIFACT], device=str(config.get("device", "auto"))
+        )
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return predict_frame(self.detector, model_input)
+
+
+def predict_frame(detector: Detector, frame: pd.DataFrame) -> pd.DataFrame:
+    """What the pyfunc model returns for `frame` (see `AemonModel`)."""
+    if detector.modality_ == "timeseries":
+        return detector.score(frame.reset_index(drop=True)).to_frame()
+    if "image" in frame.columns and frame["image"].notna().all():
+        items: list[Any] = [bytes(b) for b in frame["image"]]
+        keys = [f"index:{i}" for i in range(len(items))]
+    elif "path" in frame.columns and frame["path"].notna().all():
+        items = keys = [str(p) for p in frame["path"]]
+    else:
+        raise DataError(
+            "an image model takes a column 'path' (image file paths) or 'image' (encoded "
+            f"PNG/JPEG bytes); got columns {list(frame.columns)}"
+        )
+    nchw = decode_images(items, detector.schema_)
+    res = detector.score(nchw.transpose(0, 2, 3, 1))
+    out = res.to_frame()
+    out["key"] = keys
+    return out
+
+
+def _pip_requirements() -> list[str]:
+    """Explicit requirements: MLflow's inference would import-trace the model (seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in ("aemon", "mlflow", "torch", "numpy", "pandas", "scipy", "pillow", "pyarrow"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg).split('+')[0]}")
+        except PackageNotFoundError:
+            reqs.append(pkg)
+    return reqs
+
+
+def _series_frame(detector: Detector, data: Input, n_rows: int | None = None) -> pd.DataFrame:
+    """The schema's columns of a series input, timestamps parsed (tz-naive UTC)."""
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif isinstance(data, np.ndarray):
+        frame = pd.DataFrame(data, columns=list(detector.schema_.columns))
+    else:
+        chunks = read_frame_chunks(Path(data), n_rows or 1_000_000)
+        frame = next(chunks) if n_rows else pd.concat(list(chunks), ignore_index=True)
+    frame = frame.head(n_rows) if n_rows else frame
+    out = pd.DataFrame(index=range(len(frame)))
+    ts = detector.schema_.timestamp_col
+    if ts is not None:
+        stamps = pd.to_datetime(frame[ts].to_numpy(), format="mixed")
+        if stamps.tz is not None:
+            stamps = stamps.tz_convert("UTC").tz_localize(None)
+        out[ts] = stamps
+    for col in detector.schema_.columns:
+        out[col] = frame[col].to_numpy(dtype=np.float64)
+    return out
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    """(C, H, W) float in [0, 1] -> PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    arr = np.clip(np.round(image * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    buf = io.BytesIO()
+    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def input_example(detector: Detector, reference_data: Input | None = None) -> pd.DataFrame:
+    """A small valid pyfunc input: the first rows / images of the reference data, or made up
+    from the schema (a flat series at the training mean, a grey image) without one."""
+    if detector.modality_ == "timeseries":
+        n_rows = detector.window + 8
+        if reference_data is not None:
+            return _series_frame(detector, reference_data, n_rows)
+        schema = detector.schema_
+        frame = pd.DataFrame(index=range(n_rows))
+        if schema.timestamp_col is not None:
+            frame[schema.timestamp_col] = pd.date_range("2026-01-01", periods=n_rows, freq="min")
+        for col, mean in zip(schema.columns, detector.offset_, strict=True):
+            frame[col] = float(mean)
+        return frame
+    schema = detector.schema_
+    if reference_data is not None:
+        images = load_images(reference_data, schema)[1].images[:2]  # type: ignore[arg-type]
+    else:
+        images = np.full((1, schema.channels, schema.height, schema.width), 0.5, np.float32)
+    return pd.DataFrame({"image": [_png_bytes(im) for im in images]})
+
+
+def _col_type(series: pd.Series) -> str:
+    kind = series.dtype.kind
+    return {"b": "boolean", "i": "long", "u": "long", "f": "double", "M": "datetime"}.get(
+        kind, "binary" if len(series) and isinstance(series.iloc[0], bytes) else "string"
+    )
+
+
+def _signature(detector: Detector, example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
+    """Declared, not inferred: inference warns about integer columns and cannot express
+    "a `path` or an `image` column" for images."""
+    if detector.modality_ == "timeseries":
+        inputs = Schema([ColSpec(_col_type(example[c]), str(c)) for c in example.columns])
+    else:
+        inputs = Schema(
+            [ColSpec("string", "path", required=False), ColSpec("binary", "image", required=False)]
+        )
+    outputs = Schema([ColSpec(_col_type(output[c]), str(c)) for c in output.columns])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure  # no pyplot: no global state, renders with Agg
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _plot_loss(detector: Detector) -> Figure:
+    history = detector.training_.history
+    fig = _figure(6, 3.5)
+    ax = fig.subplots()
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
+    ax.axvline(detector.training_.best_epoch, color="grey", ls=":", label="best epoch")
+    ax.set(xlabel="epoch", ylabel=f"{detector.loss} loss", title="Loss curve")
+    ax.legend()
+    return fig
+
+
+def _plot_calibration(detector: Detector) -> Figure:
+    fig = _figure(6, 3.5)
+    ax = fig.subplots()
+    ax.hist(detector.calibration_scores_, bins=50, color="tab:blue", alpha=0.8)
+    thr = detector.threshold_info_
+    ax.axvline(thr.value, color="tab:red", label=f"threshold {thr.value:.4g} ({thr.method})")
+    ax.set(
+        xlabel="anomaly score (higher = more anomalous)",
+        ylabel="calibration records",
+        title=f"Calibration scores (FPR {detector.calibration_fpr_:.3%})",
+    )
+    ax.legend()
+    return fig
+
+
+def _plot_series(detector: Detector, frame: pd.DataFrame, res: Any, labels: Any) -> Figure:
+    columns = list(detector.schema_.columns)[:6]
+    fig = _figure(10, 1.6 * (len(columns) + 1) + 0.5)
+    axes = fig.subplots(len(columns) + 1, 1, sharex=True, squeeze=False)[:, 0]
+    x = res.timestamps if res.timestamps is not None else np.arange(res.n_records)
+    for ax, col in zip(axes, columns, strict=False):
+        ax.plot(x, frame[col].to_numpy(), lw=0.8)
+        ax.set_ylabel(col)
+    ax = axes[-1]
+    ax.plot(x, res.scores, lw=0.8, color="black", label="score")
+    ax.axhline(res.threshold, color="tab:red", ls="--", label="threshold")
+    flagged = res.is_anomaly
+    ax.scatter(np.asarray(x)[flagged], res.scores[flagged], s=6, color="tab:red", label="flagged")
+    if labels is not None:
+        y = np.asarray(labels).astype(bool)
+        for a in axes:
+            a.fill_between(
+                x,
+                0,
+                1,
+                where=y,
+                color="tab:orange",
+                alpha=0.2,
+                transform=a.get_xaxis_transform(),
+                label="labelled anomaly",
+            )
+    ax.set_ylabel("score")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.suptitle("Held-out reference series and anomaly scores")
+    return fig
+
+
+def _plot_images(detector: Detector, data: Input, res: Any) -> Figure:
+    import torch
+
+    images = load_images(data, detector.schema_)[1].images  # type: ignore[arg-type]
+    order = np.argsort(-res.scores, kind="stable")
+    picks = list(dict.fromkeys([*order[:4], *order[::-1][:4]]))  # most and least anomalous
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(images[picks])).to(detector.device_)
+        recon = detector.model_(x).recon.float().cpu().numpy()
+    fig = _figure(1.6 * len(picks), 5.2)
+    axes = fig.subplots(3, len(picks), squeeze=False)
+    rows = (("input", images[picks]), ("reconstruction", recon))
+    vmax = float(res.error_maps[picks].max())  # one colour scale: maps compare at a glance
+    for j, i in enumerate(picks):
+        for r, (_, arr) in enumerate(rows):
+            img = arr[j].transpose(1, 2, 0)
+            axes[r, j].imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        axes[2, j].imshow(res.error_maps[i], cmap="inferno", vmin=0, vmax=vmax)
+        color = "tab:red" if res.is_anomaly[i] else "black"
+        axes[0, j].set_title(f"{res.scores[i]:.3g}", color=color, fontsize="small")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for r, label in enumerate(("input", "reconstruction", "error map")):
+        axes[r, 0].set_ylabel(label)
+    fig.suptitle("Held-out images: most and least anomalous (score above; red = flagged)")
+    return fig
+
+
+def _log_plots(detector: Detector, reference: Input | None, res: Any, labels: Any) -> None:
+    figures = {"loss_curve": _plot_loss(detector), "calibration_scores": _plot_calibration(detector)}
+    if reference is not None and res is not None:
+        if detector.modality_ == "timeseries":
+            frame = _series_frame(detector, reference)
+            figures["holdout_series"] = _plot_series(detector, frame, res, labels)
+        else:
+            figures["holdout_images"] = _plot_images(detector, reference, res)
+    for name, fig in figures.items():
+        mlflow.log_figure(fig, f"plots/{name}.png")
+
+
+# --- logging a training run -------------------------------------------------------------------
+
+
+def _target_fpr(detector: Detector) -> float | None:
+    """The pointwise FPR the threshold promises (None: f1 threshold or a false-alarm budget)."""
+    if detector.false_alarms is not None or detector.threshold_info_.method == "f1":
+        return None
+    return float(detector.target_fpr)
+
+
+def _params(detector: Detector, data_source: str) -> dict[str, str]:
+    spec = detector.model_.spec
+    params: dict[str, Any] = {
+        **detector.get_params(),
+        "modality": detector.modality_,
+        "arch": spec.arch,
+        "latent_dim": spec.latent_dim,
+        "hidden": list(spec.hidden),
+        "input_shape": list(spec.input_shape),
+        "threshold_method": detector.threshold_info_.method,
+        "device_used": str(detector.device_),
+        "data_source": data_source,
+        "n_train_records": detector.n_train_records_,
+        "fingerprint": detector.fingerprint_,
+    }
+    params.pop("progress", None)
+    params.pop("device", None)
+    return {k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()}
+
+
+def _metrics(detector: Detector, evaluation: Mapping[str, float]) -> dict[str, float]:
+    metrics = {
+        "threshold": detector.threshold_,
+        "calibration_fpr": detector.calibration_fpr_,
+        "best_val_loss": detector.training_.best_val_loss,
+        "best_epoch": float(detector.training_.best_epoch),
+        "n_calibration": float(len(detector.calibration_scores_)),
+    }
+    metrics.update({f"holdout_{k}": float(v) for k, v in evaluation.items()})
+    return {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+
+
+def _check_name(name: str) -> None:
+    if not name or any(c in name for c in "@/:") or name != name.strip():
+        raise ConfigError(f"model name must be non-empty, without '@', '/' or ':', got {name!r}")
+
+
+def log_training(
+    detector: Detector,
+    *,
+    name: str,
+    data_source: str,
+    evaluation: Mapping[str, float] | None = None,
+    promote: bool = False,
+    reference_data: Input | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    drift_reference: pd.DataFrame | None = None,
+) -> RegisteredVersion:
+    """Log a fitted detector's training run, register it as a new version of `name`
+    (alias `challenger`), and make it `champion` when it passes `quality_gate`.
+
+    `reference_data` (with optional 0/1 `labels`, 1 = anomaly) is data held out from `fit`:
+    the new version and the current champion are both scored on it, and it feeds the plots
+    and the input example. `evaluation` defaults to `evaluate_detector` on it. `promote`
+    forces the new version to champion. `drift_reference` (from `aemon.drift.reference_profile`)
+    is stored with the run for the drift reports of batches this version scores.
+    """
+    version = register_detector(
+        detector,
+        name=name,
+        data_source=data_source,
+        evaluation=evaluation,
+        reference_data=reference_data,
+        labels=labels,
+        drift_reference=drift_reference,
+    )
+    return promote_version(version, reference_data=reference_data, labels=labels, force=promote)
+
+
+def register_detector(
+    detector: Detector,
+    *,
+    name: str,
+    data_source: str,
+    evaluation: Mapping[str, float] | None = None,
+    reference_data: Input | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    drift_reference: pd.DataFrame | None = None,
+) -> RegisteredVersion:
+    """Log the run and register a new version with alias `challenger`, after a load test.
+
+    The champion is left alone: `promote_version` decides that.
+    """
+    manifest = detector.manifest()  # raises NotFittedError before anything is logged
+    _check_name(name)
+    res = detector.score(reference_data) if reference_data is not None else None
+    if evaluation is None and res is not None:
+        evaluation = _evaluate_result(detector, res, labels)
+    evaluation = dict(evaluation or {})
+    client, uri = _client()
+    with (
+        tempfile.TemporaryDirectory(prefix="aemon-register-") as tmp,
+        _registry_errors(f"registering model {name!r}", uri),
+    ):
+        exp_id = _experiment_id(client, uri)
+        folder = detector.save(Path(tmp) / DETECTOR_ARTIFACT)
+        code = Path(tmp) / "aemon_model.py"
+        code.write_text(MODEL_CODE)
+        example = input_example(detector, reference_data)
+        expected = predict_frame(detector, example)
+        metrics = _metrics(detector, evaluation)
+        run_tags = {
+            f"{TAG}model_name": name,
+            f"{TAG}data_source": data_source[:5000],
+            f"{TAG}modality": detector.modality_,
+        }
+        nested = mlflow.active_run() is not None
+        with mlflow.start_run(
+            experiment_id=exp_id, run_name=f"train-{name}", tags=run_tags, nested=nested
+        ) as run:
+            run_id = run.info.run_id
+            now = int(datetime.now(UTC).timestamp() * 1000)
+            history = [
+                Metric(key, float(row[key]), now, int(row["epoch"]))
+                for row in detector.training_.history
+                for key in ("train_loss", "val_loss")
+                if math.isfinite(float(row[key]))
+            ]
+            client.log_batch(
+                run_id,
+                metrics=history + [Metric(k, v, now, 0) for k, v in metrics.items()],
+                params=[Param(k, v) for k, v in _params(detector, data_source).items()],
+            )
+            mlflow.log_dict(manifest, "detector_manifest.json")
+            _log_plots(detector, reference_data, res, labels)
+            if drift_reference is not None:
+                profile = Path(tmp) / DRIFT_REFERENCE.rsplit("/", 1)[1]
+                drift_reference.to_parquet(profile, index=False)
+                mlflow.log_artifact(str(profile), DRIFT_REFERENCE.rsplit("/", 1)[0])
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=str(code),
+                artifacts={DETECTOR_ARTIFACT: str(folder)},
+                pip_requirements=_pip_requirements(),
+                signature=_signature(detector, example, expected),
+                input_example=example,
+                model_config={"device": "auto"},  # load_model(..., model_config=) overrides
+            )
+        try:
+            client.create_registered_model(name, description="aemon anomaly detector")
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        version_tags = {
+            f"{TAG}modality": detector.modality_,
+            f"{TAG}threshold": f"{detector.threshold_:.6g}",
+            f"{TAG}threshold_method": detector.threshold_info_.method,
+            f"{TAG}calibration_fpr": f"{detector.calibration_fpr_:.6g}",
+            f"{TAG}data_source": data_source[:5000],
+            **{f"{TAG}holdout_{k}": f"{v:.6g}" for k, v in evaluation.items()},
+        }
+        mv = client.create_model_version(
+            name, source=info.model_uri, run_id=run_id, tags=version_tags, model_id=info.model_id
+        )
+        version = str(mv.version)
+        _load_test(client, name, version, example, expected)  # before any alias: STACK.md
+        client.set_registered_model_alias(name, CHALLENGER, version)
+    log.info("registered %s/%s (run %s) as %s", name, version, run_id, CHALLENGER)
+    return RegisteredVersion(
+        name=name,
+        version=version,
+        run_id=run_id,
+        aliases=[CHALLENGER],
+        promoted=False,
+        reason="not decided yet",
+        threshold=float(detector.threshold_),
+        threshold_method=detector.threshold_info_.method,
+        calibration_fpr=float(detector.calibration_fpr_),
+        target_fpr=_target_fpr(detector),
+        metrics=metrics,
+        evaluation=evaluation,
+        tracking_uri=uri,
+    )
+
+
+def _load_test(
+    client: MlflowClient, name: str, version: str, example: pd.DataFrame, expected: pd.DataFrame
+) -> None:
+    """Load the registered pyfunc and predict the input example: `log_model` only warns about
+    a model that cannot load, and a broken version must never get an alias."""
+    problem = None
+    try:
+        got = mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(example)
+        if len(got) != len(expected) or not np.allclose(
+            got["score"].to_numpy(np.float64),
+            expected["score"].to_numpy(np.float64),
+            rtol=1e-5,
+            atol=1e-7,
+        ):
+            problem = "its predictions differ from the detector's"
+    except Exception as exc:  # any failure means the version is broken
+        problem = f"{type(exc).__name__}: {exc}"
+    client.set_model_version_tag(
+        name, version, f"{TAG}load_test", "passed" if problem is None else f"failed: {problem}"[:5000]
+    )
+    if problem is not None:
+        raise ModelFormatError(f"{name}/{version} failed its load test ({problem}); it was given no alias")
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if _not_found(exc) or exc.error_code == "INVALID_PARAMETER_VALUE":
+            return None
+        raise
+
+
+def promote_version(
+    version: RegisteredVersion,
+    *,
+    reference_data: Input | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    force: bool = False,
+) -> RegisteredVersion:
+    """Run the quality gate for a registered version against the current champion (scored
+    on the same `reference_data`), record the decision as version tags, and move `champion`
+    when it passes. Returns the version with its aliases and the gate's reason."""
+    client, uri = _client()
+    name = version.name
+    with _registry_errors(f"promoting {name}/{version.version}", uri):
+        current = _alias_version(client, name, CHAMPION)
+    champion: dict[str, float] | None = None
+    champion_error = None
+    if current is not None and current != version.version and not force:
+        champion = {}
+        if reference_data is not None:
+            try:
+                old, _ = load_detector(f"{name}/{current}")
+                champion = evaluate_detector(old, reference_data, labels)
+            except AemonError as exc:
+                champion_error = str(exc)
+    decision = quality_gate(
+        version.evaluation,
+        champion,
+        calibration_fpr=version.calibration_fpr,
+        n_calibration=int(version.metrics.get("n_calibration", 1)),
+        target_fpr=version.target_fpr,
+        force=force,
+        champion_error=champion_error,
+    )
+    gate = "forced" if force else ("promoted" if decision.promote else "rejected")
+    tags = {f"{TAG}gate": gate, f"{TAG}gate_reason": decision.reason[:5000]}
+    if current is not None and current != version.version:
+        tags[f"{TAG}gate_compared_with"] = f"{name}/{current}"
+    tags.update({f"{TAG}gate_{k}": f"{v:.6g}" for k, v in decision.numbers.items()})
+    with _registry_errors(f"promoting {name}/{version.version}", uri):
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version.version, key, value)
+        if decision.promote:
+            client.set_registered_model_alias(name, CHAMPION, version.version)
+        aliases = sorted(client.get_model_version(name, version.version).aliases)
+    log.info("%s/%s %s: %s", name, version.version, gate, decision.reason)
+    return replace(version, aliases=aliases, promoted=decision.promote, reason=decision.reason)
+
+
+# --- resolving and loading --------------------------------------------------------------------
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """`NAME` | `NAME@alias` | `NAME/version` (optionally `models:/`-prefixed) ->
+    (name, alias, version); a bare NAME means NAME@champion."""
+    text = ref.strip().removeprefix("models:/")
+    name, alias, version = text, None, None
+    if "@" in text:
+        name, alias = text.rsplit("@", 1)
+    elif "/" in text:
+        name, version = text.rsplit("/", 1)
+        if not version.isdigit():
+            raise ConfigError(f"model version must be a number in {ref!r} (NAME/VERSION)")
+    else:
+        alias = CHAMPION
+    if not name or (alias is not None and not alias):
+        raise ConfigError(f"invalid model reference {ref!r}; expected NAME, NAME@alias or NAME/version")
+    return name, alias, version
+
+
+def resolve_ref(ref: str) -> ModelRef:
+    """Find the version `ref` names; ModelNotFoundError says which part does not exist."""
+    name, alias, version = parse_ref(ref)
+    client, uri = _client()
+    with _registry_errors(f"looking up {ref!r}", uri):
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise ModelNotFoundError(f"no registered model named {name!r} (tracking URI {uri})") from None
+            raise
+        if alias is not None:
+            aliases = dict(model.aliases or {})
+            if alias not in aliases:
+                known = ", ".join(sorted(aliases)) or "none"
+                raise ModelNotFoundError(f"model {name!r} has no alias {alias!r} (aliases: {known})")
+            version = str(aliases[alias])
+        assert version is not None
+        try:
+            mv = client.get_model_version(name, version)
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise ModelNotFoundError(f"model {name!r} has no version {version}") from None
+            raise
+    return ModelRef(name=name, version=str(mv.version), alias=alias, run_id=mv.run_id)
+
+
+DRIFT_REFERENCE = "drift/reference.parquet"
+_profiles: dict[tuple[str, str], pd.DataFrame | None] = {}
+
+
+def load_drift_reference(ref: ModelRef) -> pd.DataFrame | None:
+    """The drift reference profile stored with `ref`'s training run, or None if it has none.
+
+    Computed once per model version at training time; cached per process.
+    """
+    uri = mlflow_tracking_uri()
+    key = (uri, ref.run_id or f"{ref.name}/{ref.version}")
+    if key in _profiles:
+        return _profiles[key]
+    client, uri = _client()
+    with _registry_errors(f"reading the drift reference of {ref}", uri):
+        run_id = str(ref.run_id or client.get_model_version(ref.name, ref.version).run_id)
+        names = {f.path for f in client.list_artifacts(run_id, DRIFT_REFERENCE.rsplit("/", 1)[0])}
+        profile = None
+        if DRIFT_REFERENCE in names:
+            with tempfile.TemporaryDirectory(prefix="aemon-drift-") as tmp:
+                local = client.download_artifacts(run_id, DRIFT_REFERENCE, tmp)
+                profile = pd.read_parquet(local)
+    _profiles[key] = profile
+    return profile
+
+
+def log_drift_report(ref: ModelRef, batch_id: int, folder: Path) -> None:
+    """Attach a batch's drift report (HTML, JSON, plot) to the model version's run, under
+    `monitoring/batch-<id>/`, so the MLflow UI shows a model's reports beside its training."""
+    client, uri = _client()
+    with _registry_errors(f"logging the drift report of batch {batch_id}", uri):
+        run_id = str(ref.run_id or client.get_model_version(ref.name, ref.version).run_id)
+        client.log_artifacts(run_id, str(folder), f"monitoring/batch-{batch_id}")
+
+
+_cache: OrderedDict[tuple[str, str, str, str], Detector] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def load_detector(ref: str, *, device: str = "auto") -> tuple[Detector, ModelRef]:
+    """The detector of `NAME` (its champion), `NAME@alias` or `NAME/version`.
+
+    Downloads only the detector folder and loads it with `Detector.load`; versions are
+    immutable, so each (store, name, version, device) is loaded once per process.
+    Raises ModelNotFoundError naming the missing model, alias or version.
+    """
+    model_ref = resolve_ref(ref)
+    uri = mlflow_tracking_uri()
+    key = (uri, model_ref.name, model_ref.version, device)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key], model_ref
+    client, uri = _client()
+    with (
+        tempfile.TemporaryDirectory(prefix="aemon-model-") as tmp,
+        _registry_errors(f"downloading {model_ref}", uri),
+    ):
+        root = client.get_model_version_download_uri(model_ref.name, model_ref.version)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{root.rstrip('/')}/artifacts/{DETECTOR_ARTIFACT}", dst_path=tmp
+        )
+        detector = Detector.load(local, device=device)
+    with _cache_lock:
+        _cache[key] = detector
+        while len(_cache) > MAX_CACHED_DETECTORS:
+            _cache.popitem(last=False)
+    return detector, model_ref
+
+
+def list_models(name: str | None = None) -> list[ModelVersionInfo]:
+    """Every registered version (of `name`, or of all models), newest first per model."""
+    client, uri = _client()
+    rows: list[ModelVersionInfo] = []
+    with _registry_errors("listing models", uri):
+        models = []
+        if name is not None:
+            try:
+                models = [client.get_registered_model(name)]
+            except MlflowException as exc:
+                if _not_found(exc):
+                    raise ModelNotFoundError(f"no registered model named {name!r}") from None
+                raise
+        else:
+            token = None
+            while True:
+                page = client.search_registered_models(max_results=100, page_token=token)
+                models.extend(page)
+                token = page.token
+                if not token:
+                    break
+        for model in sorted(models, key=lambda m: m.name):
+            by_version: dict[str, list[str]] = {}
+            for alias, v in (model.aliases or {}).items():
+                by_version.setdefault(str(v), []).append(alias)
+            quoted = model.name.replace("'", "\\'")
+            versions = client.search_model_versions(f"name = '{quoted}'", max_results=10_000)
+            for mv in sorted(versions, key=lambda m: -int(m.version)):
+                tags = mv.tags or {}
+                thr = tags.get(f"{TAG}threshold")
+                rows.append(
+                    ModelVersionInfo(
+                        name=model.name,
+                        version=str(mv.version),
+                        aliases=tuple(sorted(by_version.get(str(mv.version), []))),
+                        run_id=mv.run_id,
+                        created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
+                        gate=tags.get(f"{TAG}gate"),
+                        threshold=float(thr) if thr is not None else None,
+                    )
+                )
+    return rows

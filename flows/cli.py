@@ -1,0 +1,332 @@
+"""The `aemon` command line (console script `aemon = flows.cli:main`).
+
+One typer app; each command is one function below that parses options, calls a flow or an
+`aemon` function, and prints with rich. torch, Prefect and MLflow are imported inside the
+commands, so `aemon --help` stays fast. Exit codes: 0 success, 1 failure (an `AemonError`
+prints one red line, no traceback), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import gc
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from enum import StrEnum
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from aemon.registry import ModelVersionInfo, RegisteredVersion
+
+app = typer.Typer(
+    name="aemon",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs are re-wrapped, not cut at newlines
+)
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Modality(StrEnum):
+    timeseries = "timeseries"
+    image = "image"
+
+
+class Arch(StrEnum):
+    dense = "dense"
+    conv = "conv"
+
+
+class Objective(StrEnum):
+    undercomplete = "undercomplete"
+    denoising = "denoising"
+    sparse = "sparse"
+    contractive = "contractive"
+    vae = "vae"
+
+
+class ThresholdMethod(StrEnum):
+    quantile = "quantile"
+    mad = "mad"
+    pot = "pot"
+    f1 = "f1"
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def _configure_output(verbose: bool) -> None:
+    """Quiet defaults for the libraries below (the user's environment wins); set before
+    they are imported, since Prefect and MLflow read them at import time."""
+    level = "INFO" if verbose else "WARNING"
+    defaults = {
+        # Prefect's console shows nothing but critical lines unless --verbose: a failed task
+        # is reported once, by us; the API (server UI) still gets every log.
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO" if verbose else "CRITICAL",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "aemon",
+        "MLFLOW_LOGGING_LEVEL": level,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    # aemon's own logs: one console line each (not again through Prefect's console), while
+    # Prefect's API handler, attached to this logger as an extra logger, still gets INFO.
+    logger = logging.getLogger("aemon")
+    for old in [h for h in logger.handlers if h.get_name() == "aemon-cli"]:
+        logger.removeHandler(old)  # called again in the same process (tests)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("aemon-cli")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not verbose and not sys.warnoptions:
+        warnings.simplefilter("ignore")
+
+
+def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Report an AemonError as one red line and exit 1; other errors keep their traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from aemon.errors import AemonError
+
+        try:
+            return func(*args, **kwargs)
+        except AemonError as exc:
+            err_console.print(f"[bold red]error:[/] [red]{escape(str(exc))}[/]", soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _require_exists(path: Path, what: str) -> None:
+    if not path.exists():
+        from aemon.errors import DataError
+
+        raise DataError(f"{what} not found", source=path)
+
+
+def _key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False, box=box.SIMPLE, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _version_summary(v: RegisteredVersion) -> Table:
+    verdict = "[green]champion[/]" if v.promoted else "[yellow]not promoted[/]"
+    target = f" (target {v.target_fpr:g})" if v.target_fpr is not None else ""
+    rows = [
+        ("name", v.name),
+        ("version", v.version),
+        ("aliases", ", ".join(v.aliases) or "-"),
+        ("quality gate", f"{verdict}: {escape(v.reason)}"),
+        ("threshold", f"{v.threshold:.6g} ({v.threshold_method})"),
+        ("calibration FPR", f"{v.calibration_fpr:.4f}{target}"),
+    ]
+    labels = {
+        "fpr": "held-out FPR",
+        "auroc": "held-out AUROC",
+        "auprc": "held-out AUPRC",
+        "f1": "held-out F1",
+    }
+    rows += [(label, f"{v.evaluation[key]:.4f}") for key, label in labels.items() if key in v.evaluation]
+    rows += [("MLflow run", v.run_id), ("tracking URI", v.tracking_uri)]
+    return _key_value_table(f"Registered {v.name}/{v.version}", rows)
+
+
+def _models_table(rows: list[ModelVersionInfo]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("model", "version", "aliases", "gate", "threshold", "created (UTC)", "run"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.name,
+            r.version,
+            ", ".join(r.aliases) or "-",
+            r.gate or "-",
+            f"{r.threshold:.6g}" if r.threshold is not None else "-",
+            r.created.strftime("%Y-%m-%d %H:%M:%S"),
+            r.run_id or "-",
+        )
+    return table
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"aemon {package_version('aemon')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs and warnings.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Autoencoder anomaly detection: train, register, score and monitor.
+
+    State lives under AEMON_HOME (default ./.aemon): MLflow store, Prefect state, database.
+    """
+    _configure_output(verbose)
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Reference data: a CSV/Parquet series, or an image folder / .npy / .npz / IDX file.",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[str, typer.Option("--name", "-n", help="Registered model name.", show_default=False)],
+    modality: Annotated[
+        Modality | None, typer.Option(help="Default: from the data (file suffix or folder).")
+    ] = None,
+    model: Annotated[
+        Arch | None, typer.Option("--model", help="Architecture. Default: dense for series, conv for images.")
+    ] = None,
+    objective: Annotated[Objective, typer.Option(help="Training objective.")] = (Objective.undercomplete),
+    threshold: Annotated[
+        ThresholdMethod, typer.Option(help="Threshold calibration; f1 needs --labels with anomalies.")
+    ] = (ThresholdMethod.quantile),
+    target_fpr: Annotated[float, typer.Option(help="Promised false-positive rate of the threshold.")] = 0.01,
+    false_alarms: Annotated[
+        str | None,
+        typer.Option(
+            help="Time series: false-alarm budget in events per time, e.g. 1/day; it then "
+            "decides the threshold.",
+            show_default=False,
+        ),
+    ] = None,
+    window: Annotated[int, typer.Option(help="Time series: points per window.")] = 64,
+    latent_dim: Annotated[
+        int | None, typer.Option(help="Bottleneck size. Default: sized from the input.", show_default=False)
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 60,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV with a 0/1 column 'label' (1 = anomaly): one row per row of DATA (time "
+            "series) or per image in sorted path order; for images an optional 'key' "
+            "column (path relative to DATA) matches rows by name instead. Labelled "
+            "anomalies stay out of training and give held-out AUROC/AUPRC/F1.",
+            show_default=False,
+        ),
+    ] = None,
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Make the new version champion whatever the quality gate says.")
+    ] = (False),
+    holdout: Annotated[
+        float,
+        typer.Option(
+            help="Share of DATA held out from training to evaluate the new version and the "
+            "champion (series: the last rows; 0 disables)."
+        ),
+    ] = 0.2,
+    device: Annotated[Device, typer.Option(help="Training device.")] = Device.auto,
+    seed: Annotated[int, typer.Option(help="Seed for splits, weights and noise.")] = 0,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Training progress bar. Default: on a terminal.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Train a detector on reference DATA and register it in MLflow as NAME.
+
+    The new version gets alias 'challenger', and 'champion' when it passes the quality gate
+    (no champion yet; or on the same held-out data its false-positive rate keeps the target
+    and its AUROC is not worse than the champion's) or with --promote.
+    """
+    _require_exists(data, "data")
+    if labels is not None:
+        _require_exists(labels, "labels file")
+    err_console.print(f"Training [bold]{escape(name)}[/] on {escape(str(data))} ...")
+    from flows.train import train as train_flow
+
+    result = train_flow(
+        data=str(data.resolve()),
+        name=name,
+        modality=modality.value if modality else None,
+        model=model.value if model else "auto",
+        objective=objective.value,
+        threshold=threshold.value,
+        target_fpr=target_fpr,
+        false_alarms=false_alarms,
+        window=window,
+        latent_dim=latent_dim,
+        epochs=epochs,
+        labels=str(labels.resolve()) if labels else None,
+        promote=promote,
+        device=device.value,
+        seed=seed,
+        holdout_fraction=holdout,
+        progress=sys.stderr.isatty() if progress is None else progress,
+    )
+    console.print(_version_summary(result))
+
+
+@app.command()
+@friendly_errors
+def models(
+    name: Annotated[
+        str | None, typer.Argument(help="Only this registered model.", show_default=False)
+    ] = None,
+) -> None:
+    """List registered models, their versions and aliases (champion, challenger)."""
+    from aemon.config import mlflow_tracking_uri
+    from aemon.registry import list_models
+
+    rows = list_models(name)
+    if not rows:
+        console.print(f"No registered models in {mlflow_tracking_uri()}.")
+        return
+    console.print(_models_table(rows))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    # Runs last at exit: without it the interpreter's final garbage collections walk every
+    # object torch, Prefect and MLflow created, which adds 3-4 s to each command.
+    atexit.register(gc.freeze)
+    return app(args=argv, prog_name="aemon")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""`aemon quickstart`: the whole pipeline on generated data, with embedded defaults.
+
+Generates reference data with a known normal behaviour, trains and registers a detector,
+drops three batches in an inbox (one clean, one with incidents and a shift, one malformed),
+scores them through the `score-inbox` flow with alerts going to a webhook receiver started on
+127.0.0.1, and returns what happened for the CLI to print.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aemon import config
+from aemon.synthetic import INCIDENT_KINDS, make_images, make_series
+
+
+@dataclass
+class QuickstartRun:
+    modality: str
+    model_name: str
+    folder: Path
+    version: Any = None  # registry.RegisteredVersion
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def write_series_demo(folder: Path) -> tuple[Path, Path]:
+    """reference.csv (three weeks of 5-minute metrics) and an inbox of three batches."""
+    inbox = folder / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    reference, _, _ = make_series(6_048, 3, seed=1, start="2026-01-01")
+    reference_path = folder / "reference.csv"
+    reference.to_csv(reference_path, index=False)
+    clean, _, _ = make_series(1_152, 3, seed=2, start="2026-01-22")
+    clean.to_csv(inbox / "2026-01-22_clean.csv", index=False)
+    incidents, _, _ = make_series(1_152, 3, seed=3, start="2026-01-26", incidents=INCIDENT_KINDS)
+    incidents.loc[incidents.index >= 864, "metric_2"] += 1.5  # the last day drifts upwards
+    incidents.to_csv(inbox / "2026-01-26_incidents.csv", index=False)
+    malformed = clean.drop(columns=["metric_1"]).head(100)
+    malformed.to_csv(inbox / "2026-01-30_malformed.csv", index=False)
+    return reference_path, inbox
+
+
+def write_image_demo(folder: Path) -> tuple[Path, Path]:
+    """reference/ (500 PNG images of rings) and an inbox of three image folders."""
+    from PIL import Image
+
+    def save(images: np.ndarray, where: Path) -> None:
+        where.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images):
+            Image.fromarray(img).save(where / f"{i:04d}.png")
+
+    reference, _ = make_images(500, size=28, seed=1)
+    save(reference, folder / "reference")
+    inbox = folder / "inbox"
+    save(make_images(100, size=28, seed=2)[0], inbox / "clean")
+    defects, _ = make_images(100, size=28, seed=3, anomaly_fraction=0.1)
+    defects[50:] = (defects[50:] * 0.6).astype(np.uint8)  # half the batch comes out darker
+    save(defects, inbox / "defects")
+    broken = inbox / "malformed"
+    save(make_images(5, size=28, seed=4)[0], broken)
+    (broken / "0003.png").write_bytes(b"\x89PNG truncated upload")
+    return folder / "reference", inbox
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A JSON webhook on 127.0.0.1 that keeps what it receives: (apprise URL, received)."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(json.loads(body or b"{}"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"json://127.0.0.1:{server.server_address[1]}/alerts", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_quickstart(modality: str = "timeseries", *, epochs: int | None = None) -> QuickstartRun:
+    """Generate data, train + register, score the inbox; see the module docstring."""
+    from flows.score import score_inbox
+    from flows.train import train
+
+    folder = config.aemon_home() / "quickstart" / modality
+    run = QuickstartRun(modality, f"quickstart-{'ts' if modality == 'timeseries' else 'img'}", folder)
+    if modality == "timeseries":
+        reference, inbox = write_series_demo(folder)
+        options: dict[str, Any] = {"window": 48, "epochs": epochs or 25}
+    else:
+        reference, inbox = write_image_demo(folder)
+        options = {"epochs": epochs or 15}
+    run.version = train(str(reference), run.model_name, modality=modality, progress=True, **options)
+    with webhook_receiver() as (url, received):
+        previous = os.environ.get("AEMON_ALERT_URLS")
+        os.environ["AEMON_ALERT_URLS"] = " ".join(u for u in (previous, url) if u)
+        try:
+            run.batches = score_inbox(str(inbox), run.model_name)
+        finally:
+            if previous is None:
+                os.environ.pop("AEMON_ALERT_URLS", None)
+            else:
+                os.environ["AEMON_ALERT_URLS"] = previous
+        run.alerts = [body.get("aemon", body) for body in received]
+    return run

@@ -1,0 +1,186 @@
+"""Scoring flows: `score-batch` (one file or folder now) and `score-inbox` (every new batch in a
+folder, on a schedule through `aemon serve` or a deployment).
+
+Per batch: score with the model's champion (or the version asked for), write flagged records
+and the batch status in one transaction, then drift report, flag-rate check and alert. A bad
+batch is quarantined (recorded with its error, moved to `<inbox>/quarantine/`) and the others
+go on; good batches move to `<inbox>/done/`. Nothing is deleted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aemon.config import apply_environment_defaults
+
+apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import time
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from aemon import alerts, config, drift, registry  # noqa: E402
+from aemon.batches import (  # noqa: E402
+    DONE_DIR,
+    QUARANTINE_DIR,
+    BatchOutcome,
+    list_new_batches,
+    move_batch,
+    score_batch_into_store,
+)
+from aemon.detector import Detector  # noqa: E402
+from aemon.registry import ModelRef  # noqa: E402
+from aemon.store import AnomalyStore  # noqa: E402
+from flows.common import logger, retry_on_io  # noqa: E402
+
+
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def load_model(model: str) -> tuple[Detector, ModelRef]:
+    """Resolve NAME / NAME@alias / NAME/version in the registry and load its detector."""
+    detector, ref = registry.load_detector(model)
+    logger().info("scoring with %s", ref)
+    return detector, ref
+
+
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def score_and_store(path: Path, detector: Detector, ref: ModelRef, store: AnomalyStore) -> BatchOutcome:
+    """Score one batch and write its flagged records (exactly once per content and version)."""
+    outcome = score_batch_into_store(
+        store,
+        detector,
+        path,
+        model_name=ref.name,
+        model_version=ref.version,
+        error_map_root=config.reports_dir(),
+    )
+    log = logger()
+    if outcome.status == "quarantined":
+        log.warning("%s quarantined: %s", path, outcome.error)
+    else:
+        log.info(
+            "%s: %s, %d of %d records flagged", path, outcome.status, outcome.n_flagged, outcome.n_records
+        )
+    return outcome
+
+
+@task(cache_policy=NO_CACHE)
+def monitor(
+    outcome: BatchOutcome, path: Path, detector: Detector, ref: ModelRef, store: AnomalyStore
+) -> tuple[drift.DriftResult | None, drift.FlagRateCheck | None]:
+    """Drift report against the model's reference profile, and the flag-rate check.
+
+    Monitoring never fails a batch whose records are already written: problems are logged.
+    """
+    assert outcome.result is not None and outcome.batch_id is not None
+    log = logger()
+    flag_rate = drift.check_flag_rate(detector, outcome.result)
+    if flag_rate is not None and flag_rate.broken:
+        log.warning("%s: %s", path, flag_rate.message)
+    reference = registry.load_drift_reference(ref)
+    if reference is None:
+        log.info("%s has no drift reference profile: no drift report", ref)
+        return None, flag_rate
+    out_dir = config.reports_dir() / ref.name / str(outcome.batch_id)
+    try:
+        report = drift.monitor_batch(detector, path, outcome.result, reference, out_dir)
+    except Exception as exc:  # the batch is written; a report problem must not undo that
+        log.error("drift report for %s failed: %s", path, exc)
+        return None, flag_rate
+    store.record_drift_report(
+        outcome.batch_id,
+        drift_detected=report.drift_detected,
+        drifted_share=report.drifted_share,
+        details=report.to_dict(),
+        html_path=str(report.html_path),
+        json_path=str(report.json_path),
+    )
+    registry.log_drift_report(ref, outcome.batch_id, out_dir)
+    log.info(
+        "%s: drift %s (%.0f %% of columns), report %s",
+        path,
+        "DETECTED" if report.drift_detected else "not detected",
+        100 * report.drifted_share,
+        report.html_path,
+    )
+    return report, flag_rate
+
+
+@task(cache_policy=NO_CACHE)
+def alert(
+    outcome: BatchOutcome,
+    report: drift.DriftResult | None,
+    flag_rate: drift.FlagRateCheck | None,
+    store: AnomalyStore,
+) -> list[alerts.SendOutcome]:
+    """One alert per batch that deserves one, to every `AEMON_ALERT_URLS` target."""
+    assert outcome.result is not None and outcome.batch_id is not None
+    urls = config.alert_urls()
+    if not urls or not alerts.should_alert(outcome.n_flagged, report, flag_rate):
+        return []
+    message = alerts.build_alert(
+        model_name=outcome.model_name,
+        model_version=outcome.model_version,
+        batch_id=outcome.batch_id,
+        source=outcome.source,
+        result=outcome.result,
+        drift=report,
+        flag_rate=flag_rate,
+    )
+    return alerts.dispatch_alert(
+        store, message, batch_id=outcome.batch_id, model_name=outcome.model_name, urls=urls
+    )
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def file_away(path: Path, inbox: Path, outcome: BatchOutcome) -> str:
+    """Move a processed inbox batch to done/ or quarantine/ (never deleted)."""
+    where = QUARANTINE_DIR if outcome.status == "quarantined" else DONE_DIR
+    return str(move_batch(path, inbox, where))
+
+
+def _process(path: Path, detector: Detector, ref: ModelRef, store: AnomalyStore) -> BatchOutcome:
+    outcome = score_and_store(path, detector, ref, store)
+    if outcome.status == "done":
+        report, flag_rate = monitor(outcome, path, detector, ref, store)
+        sent = alert(outcome, report, flag_rate, store)
+        outcome.alerts = [vars(o) for o in sent]
+        if report is not None:
+            outcome.drift_detected, outcome.report_path = report.drift_detected, str(report.html_path)
+        if flag_rate is not None:
+            outcome.flag_rate, outcome.flag_rate_broken = flag_rate.message, flag_rate.broken
+    return outcome
+
+
+@flow(name="score-batch")
+def score_batch(data: str, model: str) -> dict[str, Any]:
+    """Score one file or folder now with `model` (NAME, NAME@alias or NAME/version)."""
+    detector, ref = load_model(model)
+    with AnomalyStore() as store:
+        alerts.retry_failed_alerts(store, config.alert_urls())
+        return _process(Path(data), detector, ref, store).summary()
+
+
+@flow(name="score-inbox")
+def score_inbox(inbox: str, model: str) -> list[dict[str, Any]]:
+    """Score every new batch in `inbox`, then move each to done/ or quarantine/."""
+    folder = Path(inbox)
+    batches = list_new_batches(folder)
+    if not batches:
+        logger().info("no new batches in %s", folder)
+        return []
+    detector, ref = load_model(model)
+    summaries, failed = [], []
+    with AnomalyStore() as store:
+        alerts.retry_failed_alerts(store, config.alert_urls())
+        for path in batches:
+            try:
+                outcome = _process(path, detector, ref, store)
+            except Exception as exc:  # recorded as failed in the DB; left in the inbox for the next run
+                logger().error("%s failed after retries, left in the inbox: %s", path, exc)
+                failed.append(f"{path.name}: {exc}")
+                continue
+            outcome.moved_to = file_away(path, folder, outcome)
+            summaries.append(outcome.summary())
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(batches)} batches failed: " + "; ".join(failed))
+    return summaries

@@ -1,0 +1,231 @@
+"""Registry against a real MLflow SQLite store in each test's AEMON_HOME: logging, aliases and
+the quality gate, the pyfunc model, resolving references. Detectors are trained once per
+module on tiny data; `aemon.registry` is imported inside tests, after AEMON_HOME is set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aemon import Detector
+from aemon.errors import ModelNotFoundError
+from aemon.synthetic import make_images, make_series
+
+pytestmark = pytest.mark.usefixtures("mlflow_store")
+
+
+@pytest.fixture(scope="module")
+def holdout() -> tuple[pd.DataFrame, np.ndarray]:
+    frame, labels, _ = make_series(600, 2, seed=1, incidents=("spike", "level_shift", "pattern_change"))
+    return frame, labels
+
+
+@pytest.fixture(scope="module")
+def good() -> Detector:
+    reference, _, _ = make_series(1200, 2, seed=0)
+    return Detector(window=16, epochs=2, progress=False).fit(reference)
+
+
+@pytest.fixture(scope="module")
+def worse() -> Detector:
+    """One epoch through a 1-unit bottleneck: clearly worse AUROC than `good`."""
+    reference, _, _ = make_series(1200, 2, seed=0)
+    return Detector(window=16, epochs=1, latent_dim=1, progress=False).fit(reference)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("images")
+    images, _ = make_images(60, size=16, anomaly_fraction=0.1, seed=3)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_detector() -> Detector:
+    images, _ = make_images(100, size=16, seed=2)
+    return Detector(model="dense", epochs=2, progress=False).fit(images)
+
+
+def test_first_version_is_champion_and_challenger(
+    good: Detector, holdout: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    import mlflow
+
+    from aemon.registry import CHALLENGER, CHAMPION, log_training
+
+    frame, labels = holdout
+    v = log_training(good, name="cpu", data_source="memory", reference_data=frame, labels=labels)
+    assert (v.version, v.promoted) == ("1", True)
+    assert set(v.aliases) == {CHAMPION, CHALLENGER}
+    assert "no champion" in v.reason
+    assert v.threshold == pytest.approx(good.threshold_)
+    assert 0.7 < v.evaluation["auroc"] <= 1.0
+    run = mlflow.get_run(v.run_id)
+    assert run.data.params["window"] == "16" and run.data.params["arch"] == "dense"
+    assert {"threshold", "calibration_fpr", "holdout_auroc", "val_loss"} <= set(run.data.metrics)
+    history = mlflow.MlflowClient().get_metric_history(v.run_id, "val_loss")
+    assert [m.step for m in history] == [1, 2]  # one point per epoch
+    plots = {a.path for a in mlflow.MlflowClient().list_artifacts(v.run_id, "plots")}
+    assert plots == {"plots/loss_curve.png", "plots/calibration_scores.png", "plots/holdout_series.png"}
+    tags = mlflow.MlflowClient().get_model_version("cpu", "1").tags
+    assert tags["aemon.gate"] == "promoted" and tags["aemon.load_test"] == "passed"
+
+
+def test_worse_version_stays_challenger_and_promote_forces(
+    good: Detector, worse: Detector, holdout: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    import mlflow
+
+    from aemon.registry import evaluate_detector, list_models, log_training
+
+    frame, labels = holdout
+    # precondition: on the same held-out data the worse detector really is worse
+    assert (
+        evaluate_detector(worse, frame, labels)["auroc"]
+        < evaluate_detector(good, frame, labels)["auroc"] - 0.05
+    )
+    log_training(good, name="cpu", data_source="memory", reference_data=frame, labels=labels)
+    v2 = log_training(worse, name="cpu", data_source="memory", reference_data=frame, labels=labels)
+    assert (v2.version, v2.promoted, v2.aliases) == ("2", False, ["challenger"])
+    assert "AUROC" in v2.reason or "false-positive" in v2.reason
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("cpu", "champion").version) == "1"
+    tags = client.get_model_version("cpu", "2").tags
+    assert tags["aemon.gate"] == "rejected" and tags["aemon.gate_compared_with"] == "cpu/1"
+
+    v3 = log_training(worse, name="cpu", data_source="memory", promote=True)
+    assert (v3.version, v3.promoted, set(v3.aliases)) == ("3", True, {"champion", "challenger"})
+    rows = {r.version: r for r in list_models()}
+    assert rows["3"].aliases == ("challenger", "champion") and rows["1"].aliases == ()
+    assert (rows["1"].gate, rows["2"].gate, rows["3"].gate) == ("promoted", "rejected", "forced")
+
+
+def test_pyfunc_and_load_detector_score_like_the_detector(
+    good: Detector, holdout: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    import mlflow
+
+    from aemon.registry import load_detector, log_training
+
+    frame, labels = holdout
+    log_training(good, name="cpu", data_source="memory", reference_data=frame, labels=labels)
+    expected = good.score(frame).to_frame()
+    got = mlflow.pyfunc.load_model("models:/cpu@champion").predict(frame)
+    assert list(got.columns) == ["key", "timestamp", "score", "is_anomaly", "p_value", "event_id"]
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-6)
+    np.testing.assert_array_equal(got["is_anomaly"], expected["is_anomaly"])
+    np.testing.assert_allclose(got["p_value"], expected["p_value"], rtol=1e-6)
+    np.testing.assert_array_equal(got["event_id"], expected["event_id"])
+
+    loaded, ref = load_detector("cpu")
+    assert (ref.name, ref.version, ref.alias) == ("cpu", "1", "champion")
+    np.testing.assert_allclose(loaded.score(frame).scores, expected["score"], rtol=1e-6)
+    assert load_detector("cpu/1")[0] is loaded  # cached per (store, name, version)
+
+
+def test_image_pyfunc_takes_paths_or_png_bytes(image_detector: Detector, image_folder: Path) -> None:
+    import mlflow
+    from PIL import Image
+
+    from aemon.registry import log_training
+
+    images = np.stack([np.asarray(Image.open(p)) for p in sorted(image_folder.glob("*.png"))])
+    v = log_training(image_detector, name="rings", data_source=str(image_folder), reference_data=images)
+    assert v.promoted
+    plots = {a.path for a in mlflow.MlflowClient().list_artifacts(v.run_id, "plots")}
+    assert "plots/holdout_images.png" in plots
+    expected = image_detector.score(image_folder).scores
+    model = mlflow.pyfunc.load_model("models:/rings@champion")
+    paths = [str(p) for p in sorted(image_folder.glob("*.png"))]
+    by_path = model.predict(pd.DataFrame({"path": paths}))
+    np.testing.assert_allclose(by_path["score"], expected, rtol=1e-6)
+    assert list(by_path["key"]) == paths
+    by_bytes = model.predict(pd.DataFrame({"image": [Path(p).read_bytes() for p in paths]}))
+    np.testing.assert_allclose(by_bytes["score"], expected, rtol=1e-6)
+    assert list(by_bytes.columns) == ["key", "score", "is_anomaly", "p_value"]
+
+
+def test_missing_model_alias_or_version_is_named(good: Detector) -> None:
+    from aemon.errors import ConfigError
+    from aemon.registry import list_models, load_detector, log_training
+
+    assert list_models() == []
+    with pytest.raises(ModelNotFoundError, match="no registered model named 'nope'"):
+        load_detector("nope")
+    log_training(good, name="cpu", data_source="memory")
+    with pytest.raises(ModelNotFoundError, match="'cpu' has no alias 'staging'"):
+        load_detector("cpu@staging")
+    with pytest.raises(ModelNotFoundError, match="'cpu' has no version 7"):
+        load_detector("cpu/7")
+    with pytest.raises(ConfigError, match="version must be a number"):
+        load_detector("cpu/latest")
+
+
+# --- the quality gate, on numbers (no store needed) --------------------------------------------
+
+GATE_CASES = [
+    # challenger held-out metrics, champion's on the same data, force -> promote?
+    pytest.param({}, None, False, True, id="no champion yet"),
+    pytest.param({"fpr": 0.5, "n_normal": 100}, {}, True, True, id="forced despite bad fpr"),
+    pytest.param({"fpr": 0.01, "n_normal": 100}, {}, False, True, id="fpr ok, no labels"),
+    pytest.param({"fpr": 0.05, "n_normal": 1000}, {}, False, False, id="fpr over 2x target"),
+    pytest.param({"fpr": 0.02, "n_normal": 1000}, {}, False, True, id="fpr within slack"),
+    pytest.param(
+        {"fpr": 0.0, "n_normal": 500, "auroc": 0.90}, {"auroc": 0.95}, False, False, id="worse auroc"
+    ),
+    pytest.param(
+        {"fpr": 0.0, "n_normal": 500, "auroc": 0.9495},
+        {"auroc": 0.95},
+        False,
+        True,
+        id="auroc equal within tolerance",
+    ),
+    pytest.param(
+        {"fpr": 0.0, "n_normal": 500, "auroc": 0.97}, {"auroc": 0.95}, False, True, id="better auroc"
+    ),
+]
+
+
+@pytest.mark.parametrize(("challenger", "champion", "force", "promote"), GATE_CASES)
+def test_quality_gate(
+    challenger: dict[str, float], champion: dict[str, float] | None, force: bool, promote: bool
+) -> None:
+    from aemon.registry import quality_gate
+
+    decision = quality_gate(
+        challenger, champion, calibration_fpr=0.01, n_calibration=200, target_fpr=0.01, force=force
+    )
+    assert decision.promote is promote, decision.reason
+
+
+def test_quality_gate_rejects_an_incomparable_champion() -> None:
+    from aemon.registry import quality_gate
+
+    decision = quality_gate(
+        {"fpr": 0.0},
+        {},
+        calibration_fpr=0.0,
+        n_calibration=100,
+        target_fpr=0.01,
+        champion_error="columns changed",
+    )
+    assert not decision.promote and "columns changed" in decision.reason
+
+
+def test_metrics_match_sklearn() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from aemon.registry import _auroc, _average_precision
+
+    rng = np.random.default_rng(0)
+    y = rng.random(500) < 0.2
+    scores = np.round(rng.random(500) + y * 0.5, 2)  # ties on purpose
+    assert _auroc(scores, y) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert _average_precision(scores, y) == pytest.approx(average_precision_score(y, scores), abs=1e-12)
