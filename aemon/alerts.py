@@ -159,7 +159,7 @@ def build_alert(
         "threshold": float(result.threshold),
         "top_records": [
             {
-                "key": str(result.keys[i]),
+                "key": str(result.key(i)),
                 "score": float(scores[i]),
                 "p_value": float(result.p_values[i]),
             }

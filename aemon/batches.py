@@ -122,10 +122,10 @@ def anomaly_rows(result: ScoreResult, error_map_dir: Path | None = None) -> list
                 c: float(v) for c, v in zip(result.columns, result.column_errors[i], strict=True)
             }
         if result.error_maps is not None and error_map_dir is not None:
-            details["error_map"] = str(save_error_map(result.error_maps[i], error_map_dir, result.keys[i]))
+            details["error_map"] = str(save_error_map(result.error_maps[i], error_map_dir, result.key(i)))
         rows.append(
             {
-                "record_key": result.keys[i],
+                "record_key": result.key(i),
                 "timestamp": result.timestamps[i] if result.timestamps is not None else None,
                 "score": float(result.scores[i]),
                 "threshold": result.threshold,

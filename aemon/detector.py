@@ -64,7 +64,6 @@ class ScoreResult:
     conformal p-values against the calibration scores (small = anomalous).
     """
 
-    keys: list[str]  # timestamps (ISO) or row numbers for series; relative paths / index:N
     scores: np.ndarray
     is_anomaly: np.ndarray
     p_values: np.ndarray
@@ -74,6 +73,24 @@ class ScoreResult:
     columns: tuple[str, ...] = ()
     events: pd.DataFrame | None = None  # time series: start, end, peak_score, contributions…
     error_maps: np.ndarray | None = None  # images: (n_images, H, W)
+    image_keys: list[str] | None = None  # images: paths relative to the batch, or index:N
+
+    def key(self, i: int) -> str:
+        """Record key of record `i`: an image's key, a point's ISO time, or its row number."""
+        if self.image_keys is not None:
+            return self.image_keys[i]
+        if self.timestamps is not None:
+            return pd.Timestamp(self.timestamps[i]).isoformat()
+        return str(i)
+
+    @property
+    def keys(self) -> list[str]:
+        """Every record key (built on demand: a long series has millions)."""
+        if self.image_keys is not None:
+            return self.image_keys
+        if self.timestamps is not None:
+            return list(pd.DatetimeIndex(self.timestamps).map(pd.Timestamp.isoformat))
+        return [str(i) for i in range(self.n_records)]
 
     @property
     def n_records(self) -> int:
@@ -496,13 +513,8 @@ class Detector:
         scores = col_err.mean(axis=1)
         flags = scores > self.threshold_
         timestamps = np.concatenate(stamps) if stamps else None
-        if timestamps is not None:
-            keys = [str(t) for t in pd.DatetimeIndex(timestamps).strftime("%Y-%m-%dT%H:%M:%S.%f")]
-        else:
-            keys = [str(i) for i in range(len(scores))]
         events = describe_events(find_events(flags, self._gap()), scores, col_err, schema.columns, timestamps)
         return ScoreResult(
-            keys=keys,
             scores=scores,
             is_anomaly=flags,
             p_values=p_values(scores, self.calibration_scores_),
@@ -517,7 +529,7 @@ class Detector:
         _, batch = _load_images(data, self.schema_)
         scores, maps = score_images(self.model_, batch.images, self.loss, self.device_)
         return ScoreResult(
-            keys=batch.keys,
+            image_keys=batch.keys,
             scores=scores,
             is_anomaly=scores > self.threshold_,
             p_values=p_values(scores, self.calibration_scores_),

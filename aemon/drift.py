@@ -562,7 +562,7 @@ def _plot_images(result: ScoreResult, batch_data: Input, out: Path, max_images: 
         i = int(top[j])
         img = batch.images[i].transpose(1, 2, 0)
         axes[0, j].imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-        key = result.keys[i]
+        key = result.key(i)
         axes[0, j].set_title(f"{key[-18:]}\nscore {result.scores[i]:.4g}", fontsize=7)
         axes[1, j].imshow(maps[i], cmap="inferno", vmin=0, vmax=vmax)
     what = "flagged" if result.n_flagged else "highest-scoring (none flagged)"

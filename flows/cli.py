@@ -9,6 +9,7 @@ prints one red line, no traceback), 2 usage error.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import gc
 import logging
@@ -318,6 +319,286 @@ def models(
         console.print(f"No registered models in {mlflow_tracking_uri()}.")
         return
     console.print(_models_table(rows))
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Verdict(StrEnum):
+    true_positive = "true_positive"
+    false_positive = "false_positive"
+
+
+def _batches_table(summaries: list[dict[str, Any]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title="Batches", title_justify="left")
+    for column in ("batch", "source", "status", "records", "flagged", "drift", "note"):
+        table.add_column(column, overflow="fold")
+    colors = {"done": "green", "skipped": "dim", "quarantined": "red"}
+    for b in summaries:
+        drift = {True: "[red]drift[/]", False: "no drift", None: "-"}[b.get("drift_detected")]
+        note = "see below" if b["status"] == "quarantined" else escape(b.get("flag_rate") or "")
+        if b.get("flag_rate_broken"):
+            note = f"[red]{note}[/]"
+        table.add_row(
+            str(b.get("batch_id") or "-"),
+            escape(Path(b["source"]).name),
+            f"[{colors.get(b['status'], 'white')}]{b['status']}[/]",
+            str(b.get("n_records", 0)),
+            str(b.get("n_flagged", 0)),
+            drift,
+            note,
+        )
+    return table
+
+
+def _anomalies_table(rows: list[Any], title: str = "Flagged records") -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left")
+    for column in ("id", "batch", "model", "record", "score", "threshold", "p-value"):
+        table.add_column(column, overflow="fold")
+    for a in rows:
+        table.add_row(
+            str(a.id),
+            str(a.batch_id),
+            f"{a.model_name}/{a.model_version}",
+            escape(a.record_key),
+            f"{a.score:.4g}",
+            f"{a.threshold:.4g}",
+            f"{a.p_value:.3g}" if a.p_value is not None else "-",
+        )
+    return table
+
+
+@app.command()
+@friendly_errors
+def score(
+    data: Annotated[
+        Path, typer.Argument(help="A batch: a CSV/Parquet series or images.", show_default=False)
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="NAME (its champion), NAME@alias or NAME/version.", show_default=False
+        ),
+    ],
+) -> None:
+    """Score one batch now through the score-batch flow and write flagged records to the DB.
+
+    Scoring the same content again with the same model version changes nothing.
+    """
+    _require_exists(data, "batch")
+    from flows.score import score_batch
+
+    summary = score_batch(str(data.resolve()), model)
+    console.print(_batches_table([summary]))
+    if summary["status"] == "done" and summary.get("batch_id") is not None:
+        from aemon.store import AnomalyStore
+
+        with AnomalyStore() as store:
+            top = store.list_anomalies(batch_id=summary["batch_id"], limit=10)
+        if top:
+            console.print(_anomalies_table(top, "Top flagged records"))
+        if summary.get("report_path"):
+            console.print(f"Drift report: {summary['report_path']}")
+    if summary["status"] == "quarantined":
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    inbox: Annotated[Path, typer.Option(help="Folder that receives new batches.", show_default=False)],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="NAME, NAME@alias or NAME/version.", show_default=False)
+    ],
+    cron: Annotated[
+        str | None, typer.Option(help="Cron schedule, e.g. '*/5 * * * *'.", show_default=False)
+    ] = None,
+    every: Annotated[
+        int | None, typer.Option(help="Interval schedule in seconds.", show_default=False)
+    ] = None,
+) -> None:
+    """Serve score-inbox on a schedule on this machine until Ctrl-C.
+
+    Without PREFECT_API_URL a local Prefect server is started on 127.0.0.1 (state under
+    AEMON_HOME) and stopped on exit: Prefect's temporary API runs no schedules.
+    """
+    if (cron is None) == (every is None):
+        raise typer.BadParameter("give exactly one of --cron and --every")
+    if every is not None and every < 1:
+        raise typer.BadParameter("--every must be at least 1 second")
+    _require_exists(inbox, "inbox folder")
+    from flows.server import prefect_api
+
+    with prefect_api() as api_url:
+        from flows.score import score_inbox
+
+        name = f"score-inbox-{model.replace('/', '-').replace('@', '-')}"
+        schedule = f"cron '{cron}'" if cron else f"every {every} s"
+        err_console.print(
+            f"Serving [bold]{name}[/] ({schedule}) on {api_url}, inbox {escape(str(inbox))}. Ctrl-C stops."
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            score_inbox.serve(
+                name=name,
+                cron=cron,
+                interval=every,
+                parameters={"inbox": str(inbox.resolve()), "model": model},
+                print_starting_message=False,
+            )
+    err_console.print("Stopped.")
+
+
+@app.command()
+@friendly_errors
+def anomalies(
+    batch: Annotated[int | None, typer.Option(help="Only this batch id.", show_default=False)] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
+    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """List flagged records from the anomaly database, newest batch first, highest score first."""
+    import json
+
+    from aemon.store import AnomalyStore
+
+    with AnomalyStore() as store:
+        rows = store.list_anomalies(batch_id=batch, limit=limit or None)
+    if format is OutputFormat.table:
+        console.print(_anomalies_table(rows) if rows else "No flagged records.")
+        return
+    records = [
+        {
+            **vars(r),
+            "timestamp": r.timestamp.isoformat() if r.timestamp else None,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in rows
+    ]
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+    else:
+        import pandas as pd
+
+        frame = pd.DataFrame(records, columns=list(records[0]) if records else ["id"])
+        if "details" in frame:
+            frame["details"] = frame["details"].map(json.dumps)
+        frame.to_csv(sys.stdout, index=False)
+
+
+@app.command()
+@friendly_errors
+def feedback(
+    anomaly_id: Annotated[int, typer.Argument(help="Id from `aemon anomalies`.", show_default=False)],
+    verdict: Annotated[Verdict, typer.Option(help="Was the flag right?", show_default=False)],
+    note: Annotated[str | None, typer.Option(help="Free text.", show_default=False)] = None,
+) -> None:
+    """Record whether a flagged record was a true or a false positive (used by recalibrate)."""
+    from aemon.store import AnomalyStore
+
+    with AnomalyStore() as store:
+        feedback_id = store.add_feedback(anomaly_id, verdict.value, note)
+    console.print(f"Feedback {feedback_id}: anomaly {anomaly_id} is a {verdict.value}.")
+
+
+@app.command()
+@friendly_errors
+def reports(
+    model: Annotated[str | None, typer.Option(help="Only this model.", show_default=False)] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 20,
+    open_: Annotated[bool, typer.Option("--open", help="Open the newest report in a browser.")] = False,
+) -> None:
+    """List drift reports (newest first)."""
+    from aemon.store import AnomalyStore
+
+    with AnomalyStore() as store:
+        rows = store.list_drift_reports(model_name=model, limit=limit)
+    if not rows:
+        console.print("No drift reports yet.")
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("batch", "model", "drift", "drifted share", "created (UTC)", "report"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r.batch_id),
+            f"{r.model_name}/{r.model_version}",
+            "[red]drift[/]" if r.drift_detected else "no drift",
+            f"{r.drifted_share:.0%}",
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.html_path,
+        )
+    console.print(table)
+    if open_:
+        import webbrowser
+
+        webbrowser.open(Path(rows[0].html_path).resolve().as_uri())
+
+
+db_app = typer.Typer(help="Anomaly database administration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+@friendly_errors
+def db_upgrade() -> None:
+    """Apply the database migrations (also done automatically on first use)."""
+    from aemon.store import AnomalyStore
+
+    with AnomalyStore() as store:
+        revision = store.upgrade()
+        console.print(f"{store.url} is at revision {revision}.")
+
+
+@app.command()
+@friendly_errors
+def quickstart(
+    modality: Annotated[Modality, typer.Option(help="Demo data kind.")] = Modality.timeseries,
+) -> None:
+    """Run the whole pipeline on generated data with embedded defaults (no configuration).
+
+    Trains and registers a detector, scores three batches through score-inbox (clean, with
+    incidents and drift, malformed), sends the alerts to a local webhook, and prints what
+    happened and where to look.
+    """
+    from aemon import config
+    from flows.quickstart import run_quickstart
+
+    err_console.print(f"Quickstart ({modality.value}) in {config.aemon_home()} ...")
+    run = run_quickstart(modality.value)
+    console.print(_version_summary(run.version))
+    console.print(_batches_table(run.batches))
+    from aemon.store import AnomalyStore
+
+    with AnomalyStore() as store:
+        for b in run.batches:
+            if b["status"] == "done" and b["n_flagged"]:
+                top = store.list_anomalies(batch_id=b["batch_id"], limit=5)
+                console.print(_anomalies_table(top, f"Top flagged records of {Path(b['source']).name}"))
+    for b in run.batches:
+        if b["status"] == "quarantined":
+            console.print(
+                f"[red]Quarantined[/] {escape(Path(b['source']).name)} -> "
+                f"{escape(str(b.get('moved_to')))}: {escape(str(b.get('error')))}"
+            )
+    console.print(f"Alerts received by the local webhook: {len(run.alerts)}")
+    for a in run.alerts:
+        console.print(
+            f"  - batch {a.get('batch_id')} ({escape(Path(str(a.get('source'))).name)}): "
+            f"{a.get('n_flagged')} flagged, drift {a.get('drift_detected')}, "
+            f"reasons {', '.join(a.get('reasons', []))}"
+        )
+    rows = [
+        ("anomaly DB", config.database_url()),
+        ("MLflow UI", f"mlflow ui --backend-store-uri {config.mlflow_tracking_uri()}"),
+        ("drift reports", str(config.reports_dir())),
+        ("demo data", str(run.folder)),
+        ("next", "aemon anomalies | aemon reports | aemon models"),
+    ]
+    console.print(_key_value_table("Where to look", rows))
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,19 +36,20 @@ class QuickstartRun:
 
 
 def write_series_demo(folder: Path) -> tuple[Path, Path]:
-    """reference.csv (three weeks of 5-minute metrics) and an inbox of three batches."""
+    """reference.csv (three weeks of 5-minute metrics) and an inbox of three one-week batches."""
     inbox = folder / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
-    reference, _, _ = make_series(6_048, 3, seed=1, start="2026-01-01")
+    week = 7 * 288
+    history, _, _ = make_series(4 * week, 3, seed=1, start="2026-01-01")
     reference_path = folder / "reference.csv"
-    reference.to_csv(reference_path, index=False)
-    clean, _, _ = make_series(1_152, 3, seed=2, start="2026-01-22")
+    history.iloc[: 3 * week].to_csv(reference_path, index=False)
+    clean = history.iloc[3 * week :]
     clean.to_csv(inbox / "2026-01-22_clean.csv", index=False)
-    incidents, _, _ = make_series(1_152, 3, seed=3, start="2026-01-26", incidents=INCIDENT_KINDS)
-    incidents.loc[incidents.index >= 864, "metric_2"] += 1.5  # the last day drifts upwards
-    incidents.to_csv(inbox / "2026-01-26_incidents.csv", index=False)
+    incidents, _, _ = make_series(week, 3, seed=3, start="2026-01-29", incidents=INCIDENT_KINDS)
+    incidents.loc[incidents.index >= week - 288, "metric_2"] += 1.5  # the last day drifts upwards
+    incidents.to_csv(inbox / "2026-01-29_incidents.csv", index=False)
     malformed = clean.drop(columns=["metric_1"]).head(100)
-    malformed.to_csv(inbox / "2026-01-30_malformed.csv", index=False)
+    malformed.to_csv(inbox / "2026-02-05_malformed.csv", index=False)
     return reference_path, inbox
 
 
@@ -107,11 +109,14 @@ def run_quickstart(modality: str = "timeseries", *, epochs: int | None = None) -
     run = QuickstartRun(modality, f"quickstart-{'ts' if modality == 'timeseries' else 'img'}", folder)
     if modality == "timeseries":
         reference, inbox = write_series_demo(folder)
-        options: dict[str, Any] = {"window": 48, "epochs": epochs or 25}
+        # Alerts, not points: at most about one false event a week on normal data.
+        options: dict[str, Any] = {"window": 48, "epochs": epochs or 25, "false_alarms": "1/week"}
     else:
         reference, inbox = write_image_demo(folder)
         options = {"epochs": epochs or 15}
-    run.version = train(str(reference), run.model_name, modality=modality, progress=True, **options)
+    run.version = train(
+        str(reference), run.model_name, modality=modality, progress=sys.stderr.isatty(), **options
+    )
     with webhook_receiver() as (url, received):
         previous = os.environ.get("AEMON_ALERT_URLS")
         os.environ["AEMON_ALERT_URLS"] = " ".join(u for u in (previous, url) if u)

@@ -1,0 +1,82 @@
+"""Prefect overhead of the `score-batch` flow, for `aemon benchmark speed`.
+
+The flow and the same library calls (load the model, score, write the rows) run on batches
+of the same size but different content (a batch already scored is skipped by design).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aemon.config import apply_environment_defaults
+
+apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import time
+
+from aemon import config, drift, registry  # noqa: E402
+from aemon.batches import score_batch_into_store  # noqa: E402
+from aemon.detector import Detector  # noqa: E402
+from aemon.store import AnomalyStore  # noqa: E402
+from flows.score import score_batch  # noqa: E402
+
+BATCH_ROWS = 10_000
+
+
+def _batch(folder: Path, name: str, n_rows: int, seed: int) -> Path:
+    from aemon.benchmarks.speed import write_series_csv
+
+    return write_series_csv(folder / f"{name}.csv", n_rows, seed)
+
+
+def _direct(path: Path, model: str) -> float:
+    """The flow's work without Prefect: load the model, score and store, flag-rate check."""
+    start = time.perf_counter()
+    detector, ref = registry.load_detector(model)
+    with AnomalyStore() as store:
+        outcome = score_batch_into_store(
+            store,
+            detector,
+            path,
+            model_name=ref.name,
+            model_version=ref.version,
+            error_map_root=config.reports_dir(),
+        )
+        if outcome.result is not None:
+            drift.check_flag_rate(detector, outcome.result)
+    return time.perf_counter() - start
+
+
+def _flow(path: Path, model: str) -> float:
+    start = time.perf_counter()
+    score_batch(str(path), model)
+    return time.perf_counter() - start
+
+
+def measure_flow_overhead(
+    detector: Detector, reference: pd.DataFrame, folder: Path, main_csv: Path, repeats: int = 3
+) -> dict[str, Any]:
+    """Register `detector`, then time `score-batch` runs against direct library calls."""
+    name = "speed-benchmark"
+    registry.register_detector(detector, name=name, data_source="generated", reference_data=reference[:2_000])
+    model = f"{name}@challenger"
+    first = _flow(_batch(folder, "warmup", BATCH_ROWS, 100), model)  # starts Prefect's server
+    flow_s, direct_s = [], []
+    for i in range(repeats):
+        flow_s.append(_flow(_batch(folder, f"flow{i}", BATCH_ROWS, 200 + i), model))
+        direct_s.append(_direct(_batch(folder, f"direct{i}", BATCH_ROWS, 300 + i), model))
+    main = _flow(main_csv, model)
+    mean_flow, mean_direct = sum(flow_s) / repeats, sum(direct_s) / repeats
+    return {
+        "batch_rows": BATCH_ROWS,
+        "repeats": repeats,
+        "first_run_s": first,
+        "flow_s": mean_flow,
+        "direct_s": mean_direct,
+        "overhead_s": mean_flow - mean_direct,
+        "flow_runs_s": flow_s,
+        "direct_runs_s": direct_s,
+        "main_flow_s": main,
+    }
