@@ -113,7 +113,7 @@ def anomaly_rows(result: ScoreResult, error_map_dir: Path | None = None) -> list
     flagged = np.flatnonzero(result.is_anomaly)
     event_ids = result.event_ids() if result.events is not None else None
     rows: list[dict[str, Any]] = []
-    for i in flagged:
+    for i in flagged.tolist():
         details: dict[str, Any] = {}
         if event_ids is not None:
             details["event_id"] = int(event_ids[i])
