@@ -113,7 +113,7 @@ def run_quickstart(modality: str = "timeseries", *, epochs: int | None = None) -
         options: dict[str, Any] = {"window": 48, "epochs": epochs or 25, "false_alarms": "1/week"}
     else:
         reference, inbox = write_image_demo(folder)
-        options = {"epochs": epochs or 15}
+        options = {"epochs": epochs or 10, "options": {"samples_per_epoch": 2048}}
     run.version = train(
         str(reference), run.model_name, modality=modality, progress=sys.stderr.isatty(), **options
     )

@@ -1,0 +1,124 @@
+"""score-batch and score-inbox as real Prefect flow runs, against a real MLflow store, a real
+SQLite database, real Evidently reports and a real local webhook for alerts."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from aemon import Detector, drift, registry
+from aemon.store import AnomalyStore
+from aemon.synthetic import make_series
+
+WEEK = 7 * 288
+
+
+@pytest.fixture
+def history() -> pd.DataFrame:
+    return make_series(3 * WEEK, 2, seed=1)[0]
+
+
+@pytest.fixture
+def registered(history: pd.DataFrame, mlflow_store: str, prefect_harness: str) -> str:
+    """A small series detector registered as `metrics` (champion), with its drift profile."""
+    reference = history.iloc[: 2 * WEEK]
+    det = Detector(window=24, epochs=4, samples_per_epoch=2048, progress=False).fit(reference)
+    registry.log_training(
+        det, name="metrics", data_source="test", drift_reference=drift.reference_profile(det, reference)
+    )
+    return "metrics"
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AEMON_ALERT_URLS", f"json://127.0.0.1:{server.server_address[1]}/hook")
+    yield received
+    server.shutdown()
+    server.server_close()
+
+
+def test_score_inbox_scores_quarantines_reports_and_alerts(
+    registered: str, history: pd.DataFrame, tmp_path: Path, webhook: list[dict[str, Any]]
+) -> None:
+    from flows.score import score_inbox
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    history.iloc[2 * WEEK :].to_csv(inbox / "a_clean.csv", index=False)
+    shifted, _, _ = make_series(WEEK, 2, seed=5, incidents=("spike", "level_shift", "flatline"))
+    shifted["metric_1"] += 3.0  # the whole batch moves: drift
+    shifted.to_csv(inbox / "b_shifted.csv", index=False)
+    (inbox / "c_bad.csv").write_text("timestamp,metric_0\n2026-01-01,oops\n")
+
+    summaries = {Path(s["source"]).name: s for s in score_inbox(str(inbox), registered)}
+    assert {k: v["status"] for k, v in summaries.items()} == {
+        "a_clean.csv": "done",
+        "b_shifted.csv": "done",
+        "c_bad.csv": "quarantined",
+    }
+    # files moved, never deleted
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a_clean.csv", "b_shifted.csv"]
+    assert [p.name for p in (inbox / "quarantine").iterdir()] == ["c_bad.csv"]
+    store = AnomalyStore()
+    bad = store.get_batch(summaries["c_bad.csv"]["batch_id"])
+    assert bad.status == "quarantined" and "metric_1" in (bad.error or "")
+    # drift: one report per good batch, with the right verdicts
+    reports = {r.batch_id: r for r in store.list_drift_reports()}
+    clean_id, shifted_id = summaries["a_clean.csv"]["batch_id"], summaries["b_shifted.csv"]["batch_id"]
+    assert not reports[clean_id].drift_detected and reports[shifted_id].drift_detected
+    assert Path(reports[shifted_id].html_path).stat().st_size > 10_000
+    # flagged rows carry model, version, score, threshold and p-value
+    rows = store.list_anomalies(batch_id=shifted_id, limit=None)
+    assert len(rows) == summaries["b_shifted.csv"]["n_flagged"] > 0
+    assert {(r.model_name, r.model_version) for r in rows} == {("metrics", "1")}
+    assert all(r.score > r.threshold and r.p_value is not None for r in rows)
+    # one alert per batch that deserves one
+    alerted = sorted(body["aemon"]["batch_id"] for body in webhook)
+    deserving = sorted(
+        s["batch_id"]
+        for s in summaries.values()
+        if s["status"] == "done" and (s["n_flagged"] or s["drift_detected"])
+    )
+    assert alerted == deserving and shifted_id in alerted
+
+    # a rerun of the same content changes nothing and sends nothing
+    n_rows = len(store.list_anomalies(limit=None))
+    (inbox / "again.csv").write_bytes((inbox / "done" / "b_shifted.csv").read_bytes())
+    [again] = score_inbox(str(inbox), registered)
+    assert again["status"] == "skipped"
+    assert len(store.list_anomalies(limit=None)) == n_rows and len(webhook) == len(alerted)
+
+
+def test_score_batch_by_version_and_missing_model(
+    registered: str, history: pd.DataFrame, tmp_path: Path
+) -> None:
+    from aemon import ModelNotFoundError
+    from flows.score import score_batch
+
+    path = tmp_path / "batch.csv"
+    history.iloc[2 * WEEK :].to_csv(path, index=False)
+    summary = score_batch(str(path), "metrics/1")
+    assert summary["status"] == "done" and summary["model_version"] == "1"
+    assert path.exists()  # score-batch leaves the file where it is
+    with pytest.raises(ModelNotFoundError, match="nope"):
+        score_batch(str(path), "nope")
