@@ -205,25 +205,6 @@ def describe_events(
 ) -> pd.DataFrame:
     """Events as a DataFrame: start, end, start_index, end_index, n_points, peak_score,
     peak_time, and `contributions` (each column's share of the reconstruction error)."""
-    rows = []
-    for start, end in spans:
-        seg = slice(int(start), int(end) + 1)
-        peak = int(start) + int(np.argmax(scores[seg]))
-        col_err = column_errors[seg].sum(axis=0)
-        share = col_err / col_err.sum() if col_err.sum() > 0 else np.full(len(columns), 1 / len(columns))
-        when = (lambda i: pd.Timestamp(timestamps[int(i)])) if timestamps is not None else (lambda i: int(i))
-        rows.append(
-            {
-                "start": when(start),
-                "end": when(end),
-                "start_index": int(start),
-                "end_index": int(end),
-                "n_points": int(end - start + 1),
-                "peak_score": float(scores[peak]),
-                "peak_time": when(peak),
-                "contributions": {c: round(float(v), 6) for c, v in zip(columns, share, strict=True)},
-            }
-        )
     cols = [
         "start",
         "end",
@@ -234,7 +215,46 @@ def describe_events(
         "peak_time",
         "contributions",
     ]
-    return pd.DataFrame(rows, columns=cols)
+    if len(spans) == 0:
+        return pd.DataFrame([], columns=cols)
+    starts = spans[:, 0].astype(np.int64)
+    ends = spans[:, 1].astype(np.int64)
+    # Segment sums and maxima in one pass each: reduceat over [start, end + 1) boundaries.
+    bounds = np.stack([starts, ends + 1], axis=1).ravel()
+    inside = bounds < len(scores)
+    col_err = np.add.reduceat(column_errors, bounds[inside], axis=0)[::2]
+    peak_score = np.maximum.reduceat(scores, bounds[inside])[::2]
+    peaks = np.array(
+        [
+            int(a) + int(np.argmax(scores[a : b + 1] == m))
+            for a, b, m in zip(starts, ends, peak_score, strict=True)
+        ],
+        dtype=np.int64,
+    )
+    totals = col_err.sum(axis=1, keepdims=True)
+    share = np.divide(col_err, totals, out=np.full(col_err.shape, 1 / len(columns)), where=totals > 0)
+    contributions = [
+        {c: round(float(v), 6) for c, v in zip(columns, row, strict=True)} for row in share.tolist()
+    ]
+
+    def when(idx: np.ndarray) -> Any:
+        if timestamps is None:
+            return idx
+        return pd.DatetimeIndex(timestamps[idx])
+
+    return pd.DataFrame(
+        {
+            "start": when(starts),
+            "end": when(ends),
+            "start_index": starts,
+            "end_index": ends,
+            "n_points": ends - starts + 1,
+            "peak_score": peak_score.astype(np.float64),
+            "peak_time": when(peaks),
+            "contributions": contributions,
+        },
+        columns=cols,
+    )
 
 
 def calibrate_event_budget(
@@ -269,3 +289,28 @@ def calibrate_event_budget(
         "calibration_span_s": duration.total_seconds(),
     }
     return Threshold(chosen, "event_budget", params)
+
+
+def threshold_from_feedback(
+    current: float, false_positive_scores: np.ndarray, true_positive_scores: np.ndarray
+) -> Threshold:
+    """Raise the threshold just above the scores people marked as false positives, as far as
+    no confirmed true positive loses its flag. Never lowers it.
+
+    A false positive scored at or above the lowest true positive cannot be removed this way;
+    it is counted in `params["n_false_positives_kept"]`.
+    """
+    fp = np.asarray(false_positive_scores, dtype=np.float64)
+    tp = np.asarray(true_positive_scores, dtype=np.float64)
+    ceiling = float(tp.min()) if len(tp) else np.inf
+    removable = fp[fp < ceiling]
+    value = current
+    if len(removable) and removable.max() >= current:
+        value = float(np.nextafter(removable.max(), np.inf))
+    params = {
+        "previous_threshold": current,
+        "n_false_positives": len(fp),
+        "n_true_positives": len(tp),
+        "n_false_positives_kept": int((fp > value).sum()),
+    }
+    return Threshold(value, "feedback", params)

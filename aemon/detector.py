@@ -7,6 +7,7 @@ returns `self`, fitted state ends in `_`, and methods that need a fitted detecto
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -457,6 +458,18 @@ class Detector:
         if self.fill is not None and self.fill not in FILL_METHODS:
             raise ConfigError(f"fill must be one of {FILL_METHODS}, got {self.fill!r}")
         return self.fill  # type: ignore[return-value]
+
+    def with_threshold(self, threshold: Threshold) -> Detector:
+        """A copy of this fitted detector with another threshold (weights shared, read-only).
+
+        The calibration false-positive rate is recomputed on the stored calibration scores.
+        """
+        self._check_fitted()
+        other = copy.copy(self)
+        other.threshold_info_ = threshold
+        other.threshold_ = threshold.value
+        other.calibration_fpr_ = float(np.mean(self.calibration_scores_ > threshold.value))
+        return other
 
     def _gap(self) -> int:
         return self.event_gap if self.event_gap is not None else self.window // 2

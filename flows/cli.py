@@ -506,6 +506,19 @@ def feedback(
 
 @app.command()
 @friendly_errors
+def recalibrate(
+    name: Annotated[str, typer.Argument(help="Registered model name.", show_default=False)],
+    promote: Annotated[bool, typer.Option("--promote", help="Champion whatever the gate says.")] = False,
+) -> None:
+    """New version of NAME with its threshold raised above the false positives marked with
+    `aemon feedback` (confirmed true positives stay flagged); gated like a training run."""
+    from flows.recalibrate import recalibrate as recalibrate_flow
+
+    console.print(_version_summary(recalibrate_flow(name, promote)))
+
+
+@app.command()
+@friendly_errors
 def reports(
     model: Annotated[str | None, typer.Option(help="Only this model.", show_default=False)] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 20,

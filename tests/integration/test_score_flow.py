@@ -122,3 +122,28 @@ def test_score_batch_by_version_and_missing_model(
     assert path.exists()  # score-batch leaves the file where it is
     with pytest.raises(ModelNotFoundError, match="nope"):
         score_batch(str(path), "nope")
+
+
+def test_recalibrate_from_false_positive_feedback(
+    registered: str, history: pd.DataFrame, tmp_path: Path
+) -> None:
+    from aemon import CalibrationError
+    from flows.recalibrate import recalibrate
+    from flows.score import score_batch
+
+    with pytest.raises(CalibrationError, match="no false-positive feedback"):
+        recalibrate(registered)
+    path = tmp_path / "week.csv"
+    history.iloc[2 * WEEK :].to_csv(path, index=False)
+    summary = score_batch(str(path), registered)
+    store = AnomalyStore()
+    flagged = store.list_anomalies(batch_id=summary["batch_id"], limit=None)
+    assert flagged, "the clean week should have a few false positives at a 1 % FPR"
+    for row in flagged:
+        store.add_feedback(row.id, "false_positive")
+    version = recalibrate(registered)
+    assert version.version == "2" and version.threshold > max(r.score for r in flagged)
+    assert version.threshold_method == "feedback" and "champion" in version.aliases
+    # the new champion no longer flags what people called false positives
+    again = score_batch(str(path), registered)
+    assert again["model_version"] == "2" and again["n_flagged"] == 0

@@ -19,6 +19,7 @@ from aemon.calibration import (
     p_values,
     parse_rate,
     thin_scores,
+    threshold_from_feedback,
 )
 
 DISTRIBUTIONS = {
@@ -144,3 +145,23 @@ def test_event_budget_limits_events_per_day() -> None:
     assert len(find_events(scores > thr.value, 6)) <= 10
     loose = calibrate_event_budget(scores, pd.Timedelta(days=10), "5/day", gap=6)
     assert loose.value < thr.value
+
+
+@pytest.mark.parametrize(
+    ("fp", "tp", "expected_above", "kept"),
+    [
+        ([1.2, 1.5], [], 1.5, 0),  # clear every false positive
+        ([1.2, 3.0], [2.0], 1.2, 1),  # a false positive above a true positive stays
+        ([0.5], [], None, 0),  # false positives already below the threshold: unchanged
+    ],
+)
+def test_threshold_from_feedback(
+    fp: list[float], tp: list[float], expected_above: float | None, kept: int
+) -> None:
+    thr = threshold_from_feedback(1.0, np.array(fp), np.array(tp))
+    if expected_above is None:
+        assert thr.value == 1.0
+    else:
+        assert expected_above < thr.value < expected_above + 1e-9
+    assert all(s > thr.value for s in tp)
+    assert thr.params["n_false_positives_kept"] == kept and thr.method == "feedback"
