@@ -44,6 +44,7 @@ from aemon.errors import (
     ModelNotFoundError,
     RegistryError,
 )
+from aemon.evaluation import evaluate_detector, evaluate_result
 
 apply_environment_defaults()  # mlflow reads its settings (telemetry, ...) at import time
 
@@ -187,71 +188,6 @@ def _not_found(exc: MlflowException) -> bool:
 
 
 # --- evaluation and the quality gate ----------------------------------------------------------
-
-
-def evaluate_detector(
-    detector: Detector, data: Input, labels: Sequence[int] | np.ndarray | None = None
-) -> dict[str, float]:
-    """Score held-out `data` and measure: `fpr` (share of normal records flagged), and with
-    labels holding both classes `auroc`, `auprc`, `precision`, `recall`, `f1`.
-
-    Time series: a window-based score smears an anomaly over the window around it, so normal
-    points closer than `window - 1` to a labelled anomaly are left out of `fpr`.
-    """
-    return _evaluate_result(detector, detector.score(data), labels)
-
-
-def _evaluate_result(detector: Detector, res: Any, labels: Any) -> dict[str, float]:
-    n = res.n_records
-    metrics: dict[str, float] = {"n_records": float(n), "n_flagged": float(res.n_flagged)}
-    if res.events is not None:
-        metrics["n_events"] = float(len(res.events))
-    y: np.ndarray | None = None
-    normal = np.ones(n, dtype=bool)
-    if labels is not None:
-        y = np.asarray(labels).astype(bool)
-        if y.shape != (n,):
-            raise DataError(f"labels must hold one value per record ({n}), got shape {y.shape}")
-        normal = ~y
-        if detector.modality_ == "timeseries" and detector.window > 1:
-            normal = ~_dilate(y, detector.window - 1)
-        metrics["n_anomalies"] = float(y.sum())
-    metrics["n_normal"] = float(normal.sum())
-    if normal.any():
-        metrics["fpr"] = float(res.is_anomaly[normal].mean())
-    if y is not None and y.any() and (~y).any():
-        metrics["auroc"] = _auroc(res.scores, y)
-        metrics["auprc"] = _average_precision(res.scores, y)
-        tp = float((res.is_anomaly & y).sum())
-        precision = tp / max(res.n_flagged, 1)
-        recall = tp / float(y.sum())
-        metrics["precision"], metrics["recall"] = precision, recall
-        metrics["f1"] = 2 * precision * recall / (precision + recall) if tp else 0.0
-    return metrics
-
-
-def _dilate(mask: np.ndarray, k: int) -> np.ndarray:
-    return np.convolve(mask.astype(np.int64), np.ones(2 * k + 1, dtype=np.int64), "same") > 0
-
-
-def _auroc(scores: np.ndarray, y: np.ndarray) -> float:
-    """Mann-Whitney AUROC (ties count half), as sklearn's roc_auc_score."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _average_precision(scores: np.ndarray, y: np.ndarray) -> float:
-    """Area under the precision-recall steps, as sklearn's average_precision_score."""
-    order = np.argsort(-scores, kind="mergesort")
-    s, t = scores[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last record of each tied score
-    tps = np.cumsum(t)[last].astype(np.float64)
-    precision = tps / (last + 1)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def quality_gate(
@@ -670,7 +606,7 @@ def register_detector(
     _check_name(name)
     res = detector.score(reference_data) if reference_data is not None else None
     if evaluation is None and res is not None:
-        evaluation = _evaluate_result(detector, res, labels)
+        evaluation = evaluate_result(detector, res, labels)
     evaluation = dict(evaluation or {})
     client, uri = _client()
     with (

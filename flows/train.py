@@ -30,6 +30,7 @@ from aemon.data.images import is_image_source, load_images  # noqa: E402
 from aemon.data.timeseries import is_timeseries_path, read_frame_chunks  # noqa: E402
 from aemon.detector import Detector  # noqa: E402
 from aemon.errors import ConfigError, DataError  # noqa: E402
+from aemon.evaluation import evaluate_detector  # noqa: E402
 from aemon.registry import RegisteredVersion  # noqa: E402
 from flows.common import logger, retry_on_io  # noqa: E402
 
@@ -163,7 +164,7 @@ def evaluate_holdout(detector: Detector, holdout: Reference | None) -> dict[str,
     """Metrics on the held-out data: FPR, and AUROC/AUPRC/F1 when it has labelled anomalies."""
     if holdout is None:
         return {}
-    return registry.evaluate_detector(detector, holdout.data, holdout.labels)
+    return evaluate_detector(detector, holdout.data, holdout.labels)
 
 
 @task(cache_policy=NO_CACHE)
