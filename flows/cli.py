@@ -551,6 +551,45 @@ def reports(
         webbrowser.open(Path(rows[0].html_path).resolve().as_uri())
 
 
+class Suite(StrEnum):
+    quality = "quality"
+    speed = "speed"
+    mnist = "mnist"
+    nab = "nab"
+    multivariate = "multivariate"
+
+
+@app.command()
+@friendly_errors
+def benchmark(
+    suite: Annotated[Suite, typer.Argument(help="quality = mnist + nab + multivariate; or speed.")] = (
+        Suite.quality
+    ),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small subset (minutes, for smoke tests).")
+    ] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Benchmark data (default $AEMON_BENCH_DATA or ../shared/data).", show_default=False
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report folder (default AEMON_HOME/benchmarks/SUITE-TIME).", show_default=False),
+    ] = None,
+) -> None:
+    """Measure detection quality (MNIST one-class, NAB, generated multivariate incidents) or
+    speed, with baselines run in the same process; writes Markdown, JSON and plots."""
+    from aemon.benchmarks import run_benchmark
+
+    report = run_benchmark(
+        suite.value, data_dir=data_dir, quick=quick, out_dir=out, progress=sys.stderr.isatty()
+    )
+    console.print(report.markdown, markup=False, highlight=False)
+    console.print(f"Report: {report.json_path}")
+
+
 db_app = typer.Typer(help="Anomaly database administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
