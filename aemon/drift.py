@@ -174,10 +174,8 @@ def _sample_series(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     from aemon.data.timeseries import load_series
 
-    schema = detector.schema_
-    if isinstance(data, np.ndarray):
-        data = pd.DataFrame(data, columns=list(schema.columns))
-    _, series = load_series(data, schema, fill=detector.fill)
+    data, schema = detector._as_series_input(data)  # a bare array has no time column
+    _, series = load_series(data, schema, fill=detector._fill())
     n, w = len(series.values), detector.window
     if n < w:
         raise DataError(f"the series has {n} rows, fewer than the window ({w})")
