@@ -339,9 +339,9 @@ def _batches_table(summaries: list[dict[str, Any]]) -> Table:
     colors = {"done": "green", "skipped": "dim", "quarantined": "red"}
     for b in summaries:
         drift = {True: "[red]drift[/]", False: "no drift", None: "-"}[b.get("drift_detected")]
-        note = "see below" if b["status"] == "quarantined" else escape(b.get("flag_rate") or "")
-        if b.get("flag_rate_broken"):
-            note = f"[red]{note}[/]"
+        note = "see below" if b["status"] == "quarantined" else ""
+        if b.get("flag_rate_broken"):  # the alert a user most needs: the promise is broken
+            note = f"[red]{escape(b.get('flag_rate') or '')}[/]"
         table.add_row(
             str(b.get("batch_id") or "-"),
             escape(Path(b["source"]).name),
