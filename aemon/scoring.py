@@ -47,8 +47,8 @@ class WindowScorer:
         self.device, self.chunk = device, chunk
         self.n_cols = model.spec.input_shape[1]
         self._buf = np.empty((0, self.n_cols), dtype=np.float32)
-        self._acc = torch.zeros((0, self.n_cols), dtype=torch.float64)
-        self._cnt = torch.zeros(0, dtype=torch.float64)
+        self._acc = np.zeros((0, self.n_cols), dtype=np.float64)
+        self._cnt = np.zeros(0, dtype=np.float64)
         self._offset = 0  # series row of _buf[0]
         self._next_start = 0  # series row where the next window starts
         self._last_start = -1
@@ -56,15 +56,17 @@ class WindowScorer:
     def push(self, rows: np.ndarray) -> PointErrors:
         self._buf = np.concatenate([self._buf, rows]) if len(self._buf) else rows
         grow = len(self._buf) - len(self._acc)
-        self._acc = torch.cat([self._acc, torch.zeros((grow, self.n_cols), dtype=torch.float64)])
-        self._cnt = torch.cat([self._cnt, torch.zeros(grow, dtype=torch.float64)])
+        self._acc = np.concatenate([self._acc, np.zeros((grow, self.n_cols), dtype=np.float64)])
+        self._cnt = np.concatenate([self._cnt, np.zeros(grow, dtype=np.float64)])
         end = self._offset + len(self._buf)
         n_new = (end - self.window - self._next_start) // self.stride + 1
         if n_new > 0:
             self._add_windows(self._next_start - self._offset, n_new)
             self._last_start = self._next_start + (n_new - 1) * self.stride
             self._next_start += n_new * self.stride
-        return self._emit(self._next_start - self._offset)
+        # Rows from end - window on may still be covered by the final window aligned to the
+        # series end (when the stride skips the tail): keep them until `finish`.
+        return self._emit(min(self._next_start, end - self.window) - self._offset)
 
     def finish(self) -> PointErrors:
         total = self._offset + len(self._buf)
@@ -79,7 +81,7 @@ class WindowScorer:
 
     def _emit(self, n: int) -> PointErrors:
         n = max(0, min(n, len(self._buf)))
-        out = PointErrors((self._acc[:n] / self._cnt[:n, None]).numpy(), self._offset)
+        out = PointErrors(self._acc[:n] / self._cnt[:n, None], self._offset)
         self._buf, self._acc, self._cnt = self._buf[n:], self._acc[n:], self._cnt[n:]
         self._offset += n
         return out
@@ -87,19 +89,25 @@ class WindowScorer:
     def _add_windows(self, rel_start: int, n_windows: int) -> None:
         view = np.lib.stride_tricks.sliding_window_view(self._buf, self.window, axis=0)
         view = view.transpose(0, 2, 1)  # (n, window, columns), no copy
-        step = self.chunk
+        w, s = self.window, self.stride
         with torch.inference_mode():
-            for i in range(0, n_windows, step):
-                k = min(step, n_windows - i)
-                first = rel_start + i * self.stride
-                x = view[first : first + (k - 1) * self.stride + 1 : self.stride].copy()
-                xt = torch.from_numpy(x).to(self.device)
-                err = elementwise_loss(self.model(xt).recon, xt, self.loss).to("cpu", torch.float64)
-                # overlap-add: position j of window w lands on row first + w*stride + j
-                span = (k - 1) * self.stride + 1
-                for j in range(self.window):
-                    self._acc[first + j : first + j + span : self.stride] += err[:, j]
-                    self._cnt[first + j : first + j + span : self.stride] += 1
+            for i in range(0, n_windows, self.chunk):
+                k = min(self.chunk, n_windows - i)
+                first = rel_start + i * s
+                span = (k - 1) * s + 1  # rows from the first to the last window start
+                # The one copy per chunk: overlapping windows into a contiguous batch.
+                xt = torch.from_numpy(view[first : first + span : s].copy()).to(self.device)
+                err = elementwise_loss(self.model(xt).recon, xt, self.loss).cpu().numpy()
+                # Overlap-add: position j of window m lands on row first + m * stride + j. Errors
+                # stay float32 per window and accumulate in float64 per row.
+                acc = self._acc[first : first + span + w - 1]
+                for j in range(w):
+                    acc[j : j + span : s] += err[:, j]
+                # Windows covering each row: +1 at each window start, -1 one past its end.
+                steps = np.zeros(span + w, dtype=np.float64)
+                steps[0:span:s] += 1
+                steps[w : w + span : s] -= 1
+                self._cnt[first : first + span + w - 1] += np.cumsum(steps[:-1])
 
 
 def score_windows(

@@ -68,7 +68,18 @@ def measure_flow_overhead(
         flow_s.append(_flow(_batch(folder, f"flow{i}", BATCH_ROWS, 200 + i), model))
         direct_s.append(_direct(_batch(folder, f"direct{i}", BATCH_ROWS, 300 + i), model))
     main = _flow(main_csv, model)
+    # Prefect 3 stops a heartbeat thread at the end of every flow run (about 1 s, STACK.md);
+    # the same runs without heartbeats show how much of the overhead that is.
+    import prefect.settings
+    from prefect.settings import temporary_settings
+
+    no_beat: list[float] = []
+    if hasattr(prefect.settings, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
+        with temporary_settings({prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            for i in range(repeats):
+                no_beat.append(_flow(_batch(folder, f"nobeat{i}", BATCH_ROWS, 400 + i), model))
     mean_flow, mean_direct = sum(flow_s) / repeats, sum(direct_s) / repeats
+    no_beat_mean = sum(no_beat) / len(no_beat) if no_beat else None
     return {
         "batch_rows": BATCH_ROWS,
         "repeats": repeats,
@@ -79,4 +90,6 @@ def measure_flow_overhead(
         "flow_runs_s": flow_s,
         "direct_runs_s": direct_s,
         "main_flow_s": main,
+        "flow_no_heartbeat_s": no_beat_mean,
+        "overhead_no_heartbeat_s": no_beat_mean - mean_direct if no_beat_mean is not None else None,
     }

@@ -131,7 +131,7 @@ def validate_chunk(
         if schema.timestamp_col not in frame.columns:
             raise SchemaError(f"timestamp column {schema.timestamp_col!r} not found", source=source)
         raw = frame[schema.timestamp_col]
-        parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=False)
+        parsed = _parse_timestamps(raw)
         bad = np.flatnonzero(parsed.isna().to_numpy())
         if bad.size:
             raise DataError(
@@ -182,6 +182,22 @@ def validate_chunk(
             )
         values = fill_missing(values, fill)
     return SeriesChunk(values=values.astype(np.float32), timestamps=timestamps, first_row=first_row)
+
+
+def _parse_timestamps(raw: pd.Series) -> pd.Series:
+    """Timestamps with pandas' rules; NaT where a value does not parse.
+
+    ISO 8601 text (what most exports write) parses several times faster with the ISO parser;
+    anything else, or any value that the ISO parser rejects, goes through `format="mixed"`.
+    """
+    if not pd.api.types.is_datetime64_any_dtype(raw):
+        try:
+            fast = pd.to_datetime(raw, errors="coerce", format="ISO8601", utc=False)
+        except (TypeError, ValueError):
+            fast = None
+        if fast is not None and pd.api.types.is_datetime64_any_dtype(fast) and not fast.isna().any():
+            return fast
+    return pd.to_datetime(raw, errors="coerce", format="mixed", utc=False)
 
 
 def fill_missing(values: np.ndarray, fill: FillMethod) -> np.ndarray:

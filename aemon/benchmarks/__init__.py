@@ -1,0 +1,64 @@
+"""`aemon benchmark`: detection quality (MNIST one-class, NAB, generated multivariate incidents)
+and speed, with baselines measured in the same run.
+
+Example:
+    >>> report = run_benchmark("nab", quick=True)  # doctest: +SKIP
+    >>> print(report.markdown); report.json_path, report.plot_paths  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aemon.benchmarks.common import SuiteResult, resolve_data_dir
+from aemon.benchmarks.report import BenchmarkReport, write_report
+from aemon.errors import ConfigError
+
+__all__ = ["SUITES", "BenchmarkReport", "run_benchmark"]
+
+log = logging.getLogger(__name__)
+
+SUITES = ("quality", "speed", "mnist", "nab", "multivariate")
+
+
+def run_benchmark(
+    suite: str,
+    *,
+    data_dir: Path | None = None,
+    quick: bool = False,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> BenchmarkReport:
+    """Run a suite (quality = mnist + nab + multivariate; speed) and write its report.
+
+    `data_dir`: the shared benchmark data (default `$AEMON_BENCH_DATA` or `<repo>/../shared/data`);
+    `quick`: a small subset for tests (2 digits, 1 NAB signal per category, 100k points);
+    `out_dir`: default `<AEMON_HOME>/benchmarks/<suite>-<timestamp>/`.
+    """
+    if suite not in SUITES:
+        raise ConfigError(f"benchmark suite must be one of {SUITES}, got {suite!r}")
+    parts: list[SuiteResult] = []
+    needs_data = suite in ("quality", "mnist", "nab", "speed")
+    data = resolve_data_dir(data_dir) if needs_data else None
+    if suite in ("quality", "mnist"):
+        from aemon.benchmarks.mnist import run_mnist
+
+        assert data is not None
+        parts.append(run_mnist(data, quick=quick, show_progress=progress))
+    if suite in ("quality", "nab"):
+        from aemon.benchmarks.nab import run_nab
+
+        assert data is not None
+        parts.append(run_nab(data, quick=quick, show_progress=progress))
+    if suite in ("quality", "multivariate"):
+        from aemon.benchmarks.multivariate import run_multivariate
+
+        parts.append(run_multivariate(quick=quick, show_progress=progress))
+    if suite == "speed":
+        from aemon.benchmarks.speed import run_speed
+
+        parts.append(run_speed(data, quick=quick, show_progress=progress))
+    for part in parts:
+        log.info("%s:\n%s", part.name, part.markdown)
+    return write_report(suite, parts, out_dir=out_dir, data_dir=data, quick=quick)

@@ -1,0 +1,124 @@
+"""Shared pieces of the benchmark suites: where the data lives, versions, timers, metrics."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from aemon.errors import ConfigError
+
+T = TypeVar("T")
+
+DATA_ENV = "AEMON_BENCH_DATA"
+
+
+def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
+    """The shared benchmark data: `data_dir`, else `$AEMON_BENCH_DATA`, else `<repo>/../shared/data`.
+
+    Nothing is ever downloaded: a missing folder is a clear error.
+    """
+    if data_dir is None:
+        env = os.environ.get(DATA_ENV)
+        data_dir = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    path = Path(data_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(
+            f"benchmark data folder {path} not found; pass data_dir or set {DATA_ENV} to the folder "
+            "that holds nab/ and mnist/ (aemon never downloads benchmark data)"
+        )
+    return path
+
+
+def require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise ConfigError(f"{what} not found at {path}; see the benchmark data README")
+    return path
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything a figure depends on, for the JSON record."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "machine": platform.machine(), "cpus": str(os.cpu_count())}
+    for pkg in ("aemon", "torch", "numpy", "pandas", "scikit-learn", "pyod", "mlxtend", "prefect"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    with suppress(OSError):
+        out["load_average_1min"] = f"{os.getloadavg()[0]:.2f}"
+    return out
+
+
+@dataclass
+class Timer:
+    seconds: float = 0.0
+
+
+@contextmanager
+def timed() -> Iterator[Timer]:
+    t = Timer()
+    start = time.perf_counter()
+    try:
+        yield t
+    finally:
+        t.seconds = time.perf_counter() - start
+
+
+def progress(items: Iterable[T], desc: str, enabled: bool = True, total: int | None = None) -> Iterable[T]:
+    """A tqdm bar on long loops (stderr), or the items as they are."""
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, total=total, leave=False)
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mann-Whitney AUROC, ties count half (as sklearn's roc_auc_score); labels 1 = anomaly."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUROC needs both classes, got {n_pos} anomalies and {n_neg} normal records")
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision (area under the precision-recall steps), as sklearn's."""
+    y = np.asarray(labels).astype(bool)
+    if not y.any():
+        raise ValueError("AUPRC needs at least one anomaly")
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+    s, t = np.asarray(scores)[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(t)[last].astype(np.float64)
+    precision = tps / (last + 1)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def f1_from_counts(tp: int, fp: int, fn: int) -> float:
+    """F1 = 2TP / (2TP + FP + FN); 0 when there is nothing to find and nothing found."""
+    denom = 2 * tp + fp + fn
+    return 2 * tp / denom if denom else 0.0
+
+
+@dataclass
+class SuiteResult:
+    """One suite's figures: a Markdown section, the JSON-ready record, and plots to draw."""
+
+    name: str
+    markdown: str
+    record: dict[str, Any]
+    plots: list[Any] = field(default_factory=list)  # callables (folder) -> Path

