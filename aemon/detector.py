@@ -27,6 +27,7 @@ from aemon.calibration import (
     Threshold,
     calibrate_event_budget,
     calibrate_threshold,
+    conformal_quantile,
     describe_events,
     find_events,
     p_values,
@@ -139,7 +140,8 @@ class Detector:
         noise, noise_level: corruption of the denoising objective.
         threshold: quantile | mad | pot | f1; target_fpr: promised false-positive rate.
         false_alarms: time series only, a budget such as "1/day" counted in events on held-out
-            reference data; when set it decides the threshold.
+            reference data; when set it decides the threshold (never below the `target_fpr`
+            quantile, so events cannot hide a flood of flagged points).
         event_gap: flagged points closer than this many points join one event
             (None: window // 2).
         samples_per_epoch: samples drawn per epoch (None: the training set size clipped to
@@ -443,7 +445,11 @@ class Detector:
             if stamps is None:
                 raise ConfigError("false_alarms needs a time column to count events per time")
             duration = pd.Timedelta(stamps[-1] - stamps[0])
-            thr = calibrate_event_budget(cal_scores, duration, self.false_alarms, gap=self._gap())
+            # Never below the pointwise promise: merged events must not hide a flood of points.
+            floor = conformal_quantile(normal_scores, self.target_fpr)
+            thr = calibrate_event_budget(
+                cal_scores, duration, self.false_alarms, gap=self._gap(), floor=floor
+            )
         elif self.threshold == "f1":
             thr = calibrate_threshold(cal_scores, "f1", target_fpr=self.target_fpr, labels=cal_labels)
         else:

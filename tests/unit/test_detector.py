@@ -158,3 +158,11 @@ def test_bare_arrays_are_scored_by_column_order(fitted: Detector, series: pd.Dat
     np.testing.assert_array_equal(fitted.score(values).scores, fitted.score(series).scores)
     with pytest.raises(SchemaError, match=r"shape \(n, 2\)"):
         fitted.score(values[:, :1])
+
+
+def test_false_alarm_budget_never_goes_below_the_pointwise_promise(series: pd.DataFrame) -> None:
+    pointwise = Detector(window=16, **FAST).fit(series)
+    # a huge gap merges every flag into one event: the budget alone would allow any threshold
+    budget = Detector(window=16, false_alarms="1/day", event_gap=10_000, **FAST).fit(series)
+    assert budget.threshold_info_.method == "event_budget"
+    assert budget.threshold_ >= pointwise.threshold_
