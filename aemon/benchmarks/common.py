@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 from aemon.errors import ConfigError
 
 T = TypeVar("T")
@@ -80,32 +78,6 @@ def progress(items: Iterable[T], desc: str, enabled: bool = True, total: int | N
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, total=total, leave=False)
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Mann-Whitney AUROC, ties count half (as sklearn's roc_auc_score); labels 1 = anomaly."""
-    from scipy.stats import rankdata
-
-    y = np.asarray(labels).astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUROC needs both classes, got {n_pos} anomalies and {n_neg} normal records")
-    ranks = rankdata(np.asarray(scores, dtype=np.float64))
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Average precision (area under the precision-recall steps), as sklearn's."""
-    y = np.asarray(labels).astype(bool)
-    if not y.any():
-        raise ValueError("AUPRC needs at least one anomaly")
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
-    s, t = np.asarray(scores)[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(t)[last].astype(np.float64)
-    precision = tps / (last + 1)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def f1_from_counts(tp: int, fp: int, fn: int) -> float:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from aemon.benchmarks import run_benchmark
-from aemon.benchmarks.common import auprc, auroc, f1_from_counts, resolve_data_dir
+from aemon.benchmarks.common import f1_from_counts, resolve_data_dir
 from aemon.benchmarks.nab_metrics import (
     Counts,
     nab_file_score,
@@ -104,27 +103,6 @@ def test_nab_false_positives_cost_and_decay_after_a_window() -> None:
 def test_nab_needs_windows() -> None:
     with pytest.raises(ValueError, match="window"):
         nab_normalized([nab_file_score(100, [50], [])])
-
-
-def test_auroc_and_auprc_known_answers() -> None:
-    y = np.array([0, 0, 1, 1])
-    assert auroc(np.array([0.1, 0.2, 0.8, 0.9]), y) == 1.0
-    assert auroc(np.array([0.9, 0.8, 0.2, 0.1]), y) == 0.0
-    assert auroc(np.array([0.5, 0.5, 0.5, 0.5]), y) == 0.5  # ties count half
-    assert auroc(np.array([0.1, 0.4, 0.35, 0.8]), y) == pytest.approx(0.75)
-    assert auprc(np.array([0.1, 0.2, 0.8, 0.9]), y) == 1.0
-    assert auprc(np.array([0.9, 0.2, 0.8, 0.1]), y) == pytest.approx(0.5)  # hits at ranks 2 and 4
-    with pytest.raises(ValueError, match="both classes"):
-        auroc(np.array([0.1, 0.2]), np.array([0, 0]))
-
-
-def test_auroc_matches_sklearn() -> None:
-    sklearn_metrics = pytest.importorskip("sklearn.metrics")
-    rng = np.random.default_rng(0)
-    y = rng.random(200) < 0.3
-    s = rng.normal(size=200) + y
-    assert auroc(s, y) == pytest.approx(sklearn_metrics.roc_auc_score(y, s))
-    assert auprc(s, y) == pytest.approx(sklearn_metrics.average_precision_score(y, s))
 
 
 def test_unknown_suite_and_missing_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
