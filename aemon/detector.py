@@ -47,7 +47,7 @@ from aemon.data.timeseries import (
 )
 from aemon.errors import ConfigError, DataError, ModelFormatError, NotFittedError, SchemaError
 from aemon.models import ARCHITECTURES, Autoencoder, ModelSpec, default_spec
-from aemon.scoring import WindowScorer, encode, score_images
+from aemon.scoring import encode, score_images, score_windows
 from aemon.training import TrainConfig, resolve_device, train_autoencoder
 
 log = logging.getLogger(__name__)
@@ -499,10 +499,7 @@ class Detector:
         return data, self.schema_
 
     def _series_errors(self, chunks: Any) -> np.ndarray:
-        scorer = WindowScorer(self.model_, self.window, self.stride, self.loss, self.device_)
-        parts = [scorer.push(c).errors for c in chunks]
-        parts.append(scorer.finish().errors)
-        return np.concatenate(parts)
+        return score_windows(self.model_, chunks, self.window, self.stride, self.loss, self.device_)
 
     def score(self, data: Input, *, chunk_rows: int = 1_000_000) -> ScoreResult:
         """Score a batch (same input kinds as `fit`): one score per point or image.

@@ -147,7 +147,7 @@ def _check_fitted(detector: Detector) -> None:
 
 
 def _draw(n: int, k: int, seed: int) -> np.ndarray:
-    """Sorted indices of the records kept; the same draw as `Detector.encode(max_samples=k)`."""
+    """Sorted indices of `k` of `n` records (all when n <= k), seeded."""
     if k < 1:
         raise ConfigError(f"sample_size must be >= 1, got {k}")
     if n <= k:
@@ -172,7 +172,8 @@ def _input_name(name: str) -> str:
 def _sample_series(
     detector: Detector, data: Input, sample_size: int, seed: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    from aemon.data.timeseries import load_series
+    from aemon.data.timeseries import load_series, sliding_windows
+    from aemon.scoring import encode
 
     data, schema = detector._as_series_input(data)  # a bare array has no time column
     _, series = load_series(data, schema, fill=detector._fill())
@@ -181,15 +182,9 @@ def _sample_series(
         raise DataError(f"the series has {n} rows, fewer than the window ({w})")
     starts = np.arange(0, n - w + 1, detector.stride)
     pick = _draw(len(starts), sample_size, seed)
-    if isinstance(data, pd.DataFrame) and schema.timestamp_col is None:
-        frame = data
-    else:  # hand encode the rows already read (and filled), not the file again
-        frame = pd.DataFrame(series.values, columns=list(schema.columns))
-        if schema.timestamp_col is not None:
-            frame.insert(0, schema.timestamp_col, series.timestamps)
-    codes = detector.encode(frame, max_samples=sample_size, seed=seed)
-    if len(codes) != len(pick):  # guards the mirrored draw in `_draw`
-        raise RuntimeError(f"expected {len(pick)} latent codes, got {len(codes)}")
+    # The sampled windows go straight through the encoder: the series is read once.
+    windows = sliding_windows(detector._standardize(series.values), w, detector.stride)
+    codes = encode(detector.model_, windows[pick], detector.device_)
     rows = starts[pick] + w - 1
     profile = pd.DataFrame(
         series.values[rows].astype(np.float64), columns=[_input_name(c) for c in schema.columns]
@@ -201,13 +196,14 @@ def _sample_images(
     detector: Detector, data: Input, sample_size: int, seed: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
     from aemon.data.images import load_images
+    from aemon.scoring import encode
 
     if isinstance(data, pd.DataFrame):
         raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
     _, batch = load_images(data, detector.schema_)
     pick = _draw(len(batch.images), sample_size, seed)
     images = batch.images[pick]  # (n, C, H, W) in [0, 1]
-    codes = detector.encode(np.ascontiguousarray(images.transpose(0, 2, 3, 1)), max_samples=None)
+    codes = encode(detector.model_, images, detector.device_)
     return _with_latents(image_statistics(images), codes), pick
 
 

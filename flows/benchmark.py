@@ -16,11 +16,10 @@ from aemon.config import apply_environment_defaults
 
 apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import time
 
-from aemon import config, drift, registry  # noqa: E402
-from aemon.batches import score_batch_into_store  # noqa: E402
+from aemon import registry  # noqa: E402
 from aemon.detector import Detector  # noqa: E402
 from aemon.store import AnomalyStore  # noqa: E402
-from flows.score import score_batch  # noqa: E402
+from flows.score import monitor, score_and_store, score_batch  # noqa: E402
 
 BATCH_ROWS = 10_000
 
@@ -32,20 +31,13 @@ def _batch(folder: Path, name: str, n_rows: int, seed: int) -> Path:
 
 
 def _direct(path: Path, model: str) -> float:
-    """The flow's work without Prefect: load the model, score and store, flag-rate check."""
+    """The flow's work without Prefect: the same task bodies, called directly."""
     start = time.perf_counter()
     detector, ref = registry.load_detector(model)
     with AnomalyStore() as store:
-        outcome = score_batch_into_store(
-            store,
-            detector,
-            path,
-            model_name=ref.name,
-            model_version=ref.version,
-            error_map_root=config.reports_dir(),
-        )
-        if outcome.result is not None:
-            drift.check_flag_rate(detector, outcome.result)
+        outcome = score_and_store.fn(path, detector, ref, store)
+        if outcome.status == "done":
+            monitor.fn(outcome, path, detector, ref, store)
     return time.perf_counter() - start
 
 
