@@ -158,12 +158,8 @@ def build_alert(
         "n_flagged": int(result.n_flagged),
         "threshold": float(result.threshold),
         "top_records": [
-            {
-                "key": str(result.key(i)),
-                "score": float(scores[i]),
-                "p_value": float(result.p_values[i]),
-            }
-            for i in top
+            {"key": str(result.key(i)), "score": float(scores[i]), "p_value": float(p)}
+            for i, p in zip(top, result.p_values_at(top), strict=True)
         ],
         "n_events": n_events,
         "events": events,

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from aemon.errors import DataError
 
@@ -104,36 +106,42 @@ def move_batch(path: Path, inbox: Path, where: str) -> Path:
     return target
 
 
-def anomaly_rows(result: ScoreResult, error_map_dir: Path | None = None) -> list[dict[str, Any]]:
-    """One row per flagged record for `AnomalyStore.complete_batch`.
+def anomaly_rows(
+    result: ScoreResult, error_map_dir: Path | None = None, chunk: int = 5_000
+) -> Iterator[dict[str, Any]]:
+    """One row per flagged record for `AnomalyStore.complete_batch`, built `chunk` at a time
+    so a batch with many flagged records is never held twice in memory.
 
     Time-series rows carry their event number and per-column errors; image rows carry the
     path of their error-map PNG (written under `error_map_dir` when given).
     """
     flagged = np.flatnonzero(result.is_anomaly)
     event_ids = result.event_ids() if result.events is not None else None
-    rows: list[dict[str, Any]] = []
-    for i in flagged.tolist():
-        details: dict[str, Any] = {}
-        if event_ids is not None:
-            details["event_id"] = int(event_ids[i])
-        if result.column_errors is not None:
-            details["column_errors"] = {
-                c: float(v) for c, v in zip(result.columns, result.column_errors[i], strict=True)
-            }
-        if result.error_maps is not None and error_map_dir is not None:
-            details["error_map"] = str(save_error_map(result.error_maps[i], error_map_dir, result.key(i)))
-        rows.append(
-            {
-                "record_key": result.key(i),
-                "timestamp": result.timestamps[i] if result.timestamps is not None else None,
-                "score": float(result.scores[i]),
+    for start in range(0, len(flagged), chunk):
+        idx = flagged[start : start + chunk]
+        scores, p_values = result.scores[idx].tolist(), result.p_values_at(idx).tolist()
+        keys = result.keys_at(idx)
+        times: list[Any] = [None] * len(idx)
+        if result.timestamps is not None:
+            times = pd.DatetimeIndex(result.timestamps[idx]).tz_localize("UTC").to_pydatetime().tolist()
+        events = event_ids[idx].tolist() if event_ids is not None else None
+        col_errs = result.column_errors[idx].tolist() if result.column_errors is not None else None
+        for n, i in enumerate(idx.tolist()):
+            details: dict[str, Any] = {}
+            if events is not None:
+                details["event_id"] = events[n]
+            if col_errs is not None:
+                details["column_errors"] = dict(zip(result.columns, col_errs[n], strict=True))
+            if result.error_maps is not None and error_map_dir is not None:
+                details["error_map"] = str(save_error_map(result.error_maps[i], error_map_dir, keys[n]))
+            yield {
+                "record_key": keys[n],
+                "timestamp": times[n],
+                "score": scores[n],
                 "threshold": result.threshold,
-                "p_value": float(result.p_values[i]),
+                "p_value": p_values[n],
                 "details": details,
             }
-        )
-    return rows
 
 
 def save_error_map(error_map: np.ndarray, folder: Path, key: str) -> Path:

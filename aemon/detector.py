@@ -8,6 +8,7 @@ returns `self`, fitted state ends in `_`, and methods that need a fitted detecto
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import inspect
 import json
@@ -63,12 +64,12 @@ class ScoreResult:
     """Scores of one batch: one entry per record (a time-series point or an image).
 
     `scores`: higher = more anomalous; `is_anomaly`: score > `threshold`; `p_values`:
-    conformal p-values against the calibration scores (small = anomalous).
+    conformal p-values against the (sorted) `calibration_scores`, small = anomalous.
     """
 
     scores: np.ndarray
     is_anomaly: np.ndarray
-    p_values: np.ndarray
+    calibration_scores: np.ndarray
     threshold: float
     timestamps: np.ndarray | None = None  # time series with a time column
     column_errors: np.ndarray | None = None  # time series: (n_points, n_columns)
@@ -79,20 +80,32 @@ class ScoreResult:
 
     def key(self, i: int) -> str:
         """Record key of record `i`: an image's key, a point's ISO time, or its row number."""
-        if self.image_keys is not None:
-            return self.image_keys[i]
-        if self.timestamps is not None:
-            return pd.Timestamp(self.timestamps[i]).isoformat()
-        return str(i)
+        return self.keys_at(np.array([i]))[0]
 
     @property
     def keys(self) -> list[str]:
         """Every record key (built on demand: a long series has millions)."""
+        return self.keys_at(np.arange(self.n_records))
+
+    def keys_at(self, idx: np.ndarray) -> list[str]:
+        """The record keys of the records at `idx` (see `key`)."""
         if self.image_keys is not None:
-            return self.image_keys
+            return [self.image_keys[i] for i in idx.tolist()]
         if self.timestamps is not None:
-            return list(pd.DatetimeIndex(self.timestamps).map(pd.Timestamp.isoformat))
-        return [str(i) for i in range(self.n_records)]
+            stamps = np.asarray(self.timestamps[idx], dtype="datetime64[ns]")
+            if (stamps.astype(np.int64) % 1000 == 0).all():  # no nanoseconds: datetime's own ISO text
+                return [t.isoformat() for t in stamps.astype("datetime64[us]").tolist()]
+            return list(pd.DatetimeIndex(stamps).map(pd.Timestamp.isoformat))
+        return [str(i) for i in idx.tolist()]
+
+    @functools.cached_property
+    def p_values(self) -> np.ndarray:
+        """Every record's p-value, computed on first use (most callers need a few: `p_values_at`)."""
+        return self.p_values_at(slice(None))
+
+    def p_values_at(self, idx: Any) -> np.ndarray:
+        """The p-values of the records at `idx` (an index array or slice)."""
+        return p_values(self.scores[idx], self.calibration_scores)
 
     @property
     def n_records(self) -> int:
@@ -533,7 +546,7 @@ class Detector:
         return ScoreResult(
             scores=scores,
             is_anomaly=flags,
-            p_values=p_values(scores, self.calibration_scores_),
+            calibration_scores=self.calibration_scores_,
             threshold=self.threshold_,
             timestamps=timestamps,
             column_errors=col_err,
@@ -548,7 +561,7 @@ class Detector:
             image_keys=batch.keys,
             scores=scores,
             is_anomaly=scores > self.threshold_,
-            p_values=p_values(scores, self.calibration_scores_),
+            calibration_scores=self.calibration_scores_,
             threshold=self.threshold_,
             error_maps=maps,
         )

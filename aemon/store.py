@@ -23,11 +23,12 @@ Example:
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -439,7 +440,7 @@ class AnomalyStore:
     def complete_batch(
         self,
         batch_id: int,
-        anomalies: Sequence[Mapping[str, Any]],
+        anomalies: Iterable[Mapping[str, Any]],
         *,
         n_records: int,
         on_progress: Callable[[int], None] | None = None,
@@ -448,13 +449,14 @@ class AnomalyStore:
 
         Each anomaly maps `record_key`, `score` and `threshold` (flagged when score > threshold),
         and optionally `timestamp`, `p_value` and `details` (JSON-able); the model name and
-        version come from the batch. Rows already stored are skipped, and a batch already `done`
-        is left as it is. `on_progress(n_written)` is called inside the transaction after each
-        chunk of rows. Returns the number of rows inserted.
+        version come from the batch. `anomalies` may be a generator: rows are checked and
+        written a chunk at a time, and a bad row rolls back the whole batch (ConfigError).
+        Rows already stored are skipped, and a batch already `done` is left as it is.
+        `on_progress(n_written)` is called inside the transaction after each chunk of rows.
+        Returns the number of rows inserted.
         """
         if n_records < 0:
             raise ConfigError(f"n_records must be >= 0, got {n_records}")
-        rows = [_anomaly_values(i, a) for i, a in enumerate(anomalies)]
         with self._transaction(f"completing batch {batch_id}", write=True) as conn:
             batch = conn.execute(
                 sa.select(batches_table).where(batches_table.c.id == batch_id).with_for_update()
@@ -466,14 +468,12 @@ class AnomalyStore:
                 return 0
             if batch.status == "quarantined":
                 raise StoreError(f"batch {batch_id} is quarantined: claim it before completing")
-            now = _utcnow()
-            for row in rows:
-                row.update(
-                    batch_id=batch_id,
-                    model_name=batch.model_name,
-                    model_version=batch.model_version,
-                    created_at=now,
-                )
+            common = {
+                "batch_id": batch_id,
+                "model_name": batch.model_name,
+                "model_version": batch.model_version,
+                "created_at": _utcnow(),
+            }
             count = (
                 sa.select(sa.func.count())
                 .select_from(anomalies_table)
@@ -485,11 +485,12 @@ class AnomalyStore:
             stmt = self._insert(anomalies_table).on_conflict_do_nothing(
                 index_elements=["batch_id", "record_key"]
             )
-            for start in range(0, len(rows), _CHUNK_ROWS):
-                chunk = rows[start : start + _CHUNK_ROWS]
-                conn.execute(stmt, chunk)
+            n_written, numbered = 0, enumerate(anomalies)
+            while chunk := list(itertools.islice(numbered, _CHUNK_ROWS)):
+                conn.execute(stmt, [_anomaly_values(i, a) | common for i, a in chunk])
+                n_written += len(chunk)
                 if on_progress is not None:
-                    on_progress(start + len(chunk))
+                    on_progress(n_written)
             # The batch row is locked, so no one else adds rows to this batch meanwhile.
             n_flagged = conn.scalar(count) or 0
             n_inserted = n_flagged - n_before
@@ -501,7 +502,7 @@ class AnomalyStore:
                     n_records=n_records,
                     n_flagged=n_flagged,
                     error=None,
-                    finished_at=now,
+                    finished_at=common["created_at"],
                 )
             )
         _log.info("batch %s done: %d records, %d flagged", batch_id, n_records, n_flagged)
@@ -925,7 +926,7 @@ def _anomaly_values(index: int, row: Mapping[str, Any]) -> dict[str, Any]:
     details = row.get("details")
     if details is not None and not isinstance(details, Mapping):
         raise ConfigError(f"anomaly {index} ({key}): details must be a mapping, got {details!r}")
-    values["details"] = _jsonable(details if details is not None else {}, f"anomaly {key}")
+    values["details"] = details if details is not None else {}  # the engine's serialiser: `_dumps`
     return values
 
 
@@ -936,6 +937,8 @@ def _as_utc(value: Any) -> datetime | None:
     """
     if value is None or value != value:  # NaT is not equal to itself
         return None
+    if type(value) is datetime and value.tzinfo is UTC:  # the common case, kept cheap
+        return value
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     elif hasattr(value, "to_pydatetime"):  # pandas.Timestamp

@@ -290,7 +290,7 @@ def test_quarantine_records_a_batch_that_is_never_retried(store: AnomalyStore) -
         store.complete_batch(batch.id, rows(1), n_records=1)
 
 
-def test_bad_input_is_refused_before_touching_the_database(store: AnomalyStore) -> None:
+def test_bad_input_is_refused_and_nothing_is_written(store: AnomalyStore) -> None:
     batch = claimed(store)
     with pytest.raises(ConfigError, match="anomaly 1: missing score"):
         store.complete_batch(batch.id, [*rows(1), {"record_key": "x", "threshold": 1}], n_records=2)
@@ -312,6 +312,25 @@ def test_bad_input_is_refused_before_touching_the_database(store: AnomalyStore) 
         store.get_batch(999)
     assert store.get_batch(batch.id).status == "running"
     assert store.list_anomalies() == []
+
+
+def test_a_bad_row_late_in_a_generator_rolls_back_the_whole_batch(
+    store: AnomalyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "_CHUNK_ROWS", 2)  # the bad row arrives in the third chunk
+    batch = claimed(store)
+    written: list[int] = []
+
+    def stream() -> Any:
+        yield from rows(5)
+        yield {"record_key": "bad", "score": float("nan"), "threshold": 1.0}
+
+    with pytest.raises(ConfigError, match=r"anomaly 5 \(bad\): score is NaN"):
+        store.complete_batch(batch.id, stream(), n_records=6, on_progress=written.append)
+    assert written == [2, 4]  # two chunks went to the database before the bad row
+    assert store.get_batch(batch.id).status == "running"
+    assert store.list_anomalies() == []
+    assert store.complete_batch(batch.id, iter(rows(5)), n_records=5) == 5
 
 
 def test_list_anomalies_newest_batch_first_then_highest_score(store: AnomalyStore) -> None:
