@@ -56,7 +56,7 @@ def default_spec(
         raise ConfigError(f"model must be one of {ARCHITECTURES}, got {arch!r}")
     n_in = math.prod(input_shape)
     if latent_dim is None:
-        latent_dim = int(min(64, max(4, n_in // 8 if modality == "timeseries" else 32)))
+        latent_dim = int(min(64, max(4, n_in // 8))) if modality == "timeseries" else 16
     if latent_dim < 1:
         raise ConfigError(f"latent_dim must be >= 1, got {latent_dim}")
     if hidden is None:
@@ -64,7 +64,7 @@ def default_spec(
             h1 = int(min(512, max(32, n_in // 2)))
             hidden = (h1, int(max(latent_dim * 2, h1 // 2)))
         else:
-            hidden = (32, 64)
+            hidden = (32, 64) if modality == "timeseries" else (16, 32)
     return ModelSpec(arch, modality, tuple(input_shape), latent_dim, tuple(hidden), variational, output)
 
 
