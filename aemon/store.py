@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import json
 import logging
@@ -457,7 +458,7 @@ class AnomalyStore:
         """
         if n_records < 0:
             raise ConfigError(f"n_records must be >= 0, got {n_records}")
-        with self._transaction(f"completing batch {batch_id}", write=True) as conn:
+        with _gc_paused(), self._transaction(f"completing batch {batch_id}", write=True) as conn:
             batch = conn.execute(
                 sa.select(batches_table).where(batches_table.c.id == batch_id).with_for_update()
             ).one_or_none()
@@ -791,6 +792,20 @@ class AnomalyStore:
         if row is None:
             raise StoreError(f"batch {batch_id} does not exist in {self.url}")
         return row
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile. Tens of thousands of row objects (acyclic, freed
+    by reference counting) otherwise set off full collections that walk every object torch,
+    pandas and SQLAlchemy hold: 0.24 s of 0.58 s when writing 12.5k rows."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # --- engine ----------------------------------------------------------------------------------
