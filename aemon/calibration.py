@@ -267,21 +267,38 @@ def calibrate_event_budget(
 ) -> Threshold:
     """Lowest threshold whose events on held-out normal data stay within `budget` per period.
 
-    `duration` is the time the calibration scores cover. Scanning thresholds from high to
-    low, it stops at the first one that breaks the budget. `floor` (e.g. a pointwise
-    threshold) bounds the result from below.
+    `duration` is the time the calibration scores cover. Lowering the threshold one distinct
+    score at a time (from the top, so the first events are exact), it stops at the first
+    value that breaks the budget. The threshold never goes below the median score, nor below
+    `floor` (e.g. a pointwise threshold).
     """
     count, period = parse_rate(budget)
     allowed = count * (duration / period)
-    candidates = np.unique(np.quantile(scores, np.linspace(0.5, 1.0, 401)))[::-1]
-    chosen = float(np.nextafter(candidates[0], np.inf))
-    for thr in candidates:
-        n_events = len(find_events(scores > thr, gap))
+    scores = np.asarray(scores, dtype=np.float64)
+    lowest = float(np.median(scores)) if floor is None else max(float(np.median(scores)), floor)
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    flagged = np.zeros(len(scores), dtype=bool)
+    reach = gap + 1  # flagged points at most this far apart share an event (see find_events)
+    n_events, i = 0, 0
+    chosen = float(np.nextafter(ranked[0], np.inf)) if len(ranked) else 0.0
+    while i < len(ranked) and ranked[i] > lowest:
+        value = ranked[i]
+        while i < len(ranked) and ranked[i] == value:  # every point scoring `value` joins
+            p = int(order[i])
+            left = np.flatnonzero(flagged[max(0, p - reach) : p])
+            right = np.flatnonzero(flagged[p + 1 : p + 1 + reach])
+            # A new point is a new event, minus the neighbours it joins; if it sits between
+            # two neighbours that were already one event, that event is counted once.
+            n_events += 1 - bool(len(left)) - bool(len(right))
+            if len(left) and len(right):
+                n_events += int((p + 1 + right[0]) - (max(0, p - reach) + left[-1]) <= reach)
+            flagged[p] = True
+            i += 1
         if n_events > allowed:
             break
-        chosen = float(thr)
-    if floor is not None:
-        chosen = max(chosen, floor)
+        chosen = float(ranked[i]) if i < len(ranked) else float(np.nextafter(value, -np.inf))
+    chosen = max(chosen, lowest)
     params = {
         "false_alarms": budget,
         "allowed_events": allowed,
