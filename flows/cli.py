@@ -583,9 +583,7 @@ def benchmark(
     speed, with baselines run in the same process; writes Markdown, JSON and plots."""
     from aemon.benchmarks import run_benchmark
 
-    report = run_benchmark(
-        suite.value, data_dir=data_dir, quick=quick, out_dir=out, progress=sys.stderr.isatty()
-    )
+    report = run_benchmark(suite.value, data_dir=data_dir, quick=quick, out_dir=out, progress=True)
     console.print(report.markdown, markup=False, highlight=False)
     console.print(f"Report: {report.json_path}")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +73,23 @@ def timed() -> Iterator[Timer]:
 
 
 def progress(items: Iterable[T], desc: str, enabled: bool = True, total: int | None = None) -> Iterable[T]:
-    """A tqdm bar on long loops (stderr), or the items as they are."""
+    """Progress of a long loop on stderr: a tqdm bar on a terminal, else one line per item
+    (a run in CI or under nohup is not silent for an hour)."""
     if not enabled:
         return items
-    from tqdm.auto import tqdm
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, total=total, leave=False)
+        return tqdm(items, desc=desc, total=total, leave=False)
+    return _progress_lines(items, desc, total)
+
+
+def _progress_lines(items: Iterable[T], desc: str, total: int | None) -> Iterator[T]:
+    n = total if total is not None else (len(items) if isinstance(items, Sized) else None)
+    start = time.perf_counter()
+    for i, item in enumerate(items, 1):
+        yield item
+        print(f"{desc}: {i}{f'/{n}' if n else ''} done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
 def f1_from_counts(tp: int, fp: int, fn: int) -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aemon.benchmarks import run_benchmark
-from aemon.benchmarks.common import f1_from_counts, resolve_data_dir
+from aemon.benchmarks.common import f1_from_counts, progress, resolve_data_dir
 from aemon.benchmarks.nab_metrics import (
     Counts,
     nab_file_score,
@@ -112,3 +112,13 @@ def test_unknown_suite_and_missing_data(tmp_path: Path, monkeypatch: pytest.Monk
         run_benchmark("nab", data_dir=tmp_path / "missing")
     monkeypatch.setenv("AEMON_BENCH_DATA", str(tmp_path))
     assert resolve_data_dir() == tmp_path.resolve()
+
+
+def test_progress_prints_one_line_per_item_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert list(progress([10, 20, 30], "digits")) == [10, 20, 30]
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" done")[0] for line in lines] == ["digits: 1/3", "digits: 2/3", "digits: 3/3"]
+    assert list(progress(iter([1]), "quiet", enabled=False)) == [1]
+    assert capsys.readouterr().err == ""
