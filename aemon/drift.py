@@ -432,6 +432,8 @@ def monitor_batch(
 
     A plot that cannot be drawn is logged and left out: it must not cost the batch its report.
     """
+    if detector.modality_ == "timeseries" and isinstance(batch_data, str | Path):
+        batch_data = _read_series_once(detector, batch_data)  # for the profile and the plot
     current = batch_profile(detector, batch_data, result, sample_size=sample_size, seed=seed)
     drift = drift_report(reference, current, out_dir, method=drift_method(detector))
     try:
@@ -439,6 +441,16 @@ def monitor_batch(
     except Exception as exc:  # a plot is a convenience; the report and verdict stand
         log.warning("could not draw the batch plot in %s: %s", out_dir, exc)
     return drift
+
+
+def _read_series_once(detector: Detector, path: str | Path) -> pd.DataFrame:
+    from aemon.data.timeseries import load_series
+
+    _, series = load_series(path, detector.schema_, fill=detector._fill())
+    frame = pd.DataFrame(series.values, columns=list(detector.schema_.columns))
+    if series.timestamps is not None:
+        frame.insert(0, detector.schema_.timestamp_col, series.timestamps)
+    return frame
 
 
 # --- plots ----------------------------------------------------------------------------------
