@@ -264,13 +264,17 @@ def calibrate_event_budget(
     *,
     gap: int,
     floor: float | None = None,
+    held_out: bool = True,
 ) -> Threshold:
     """Lowest threshold whose events on held-out normal data stay within `budget` per period.
 
     `duration` is the time the calibration scores cover. Lowering the threshold one distinct
     score at a time (from the top, so the first events are exact), it stops at the first
-    value that breaks the budget. The threshold never goes below the median score, nor below
-    `floor` (e.g. a pointwise threshold).
+    value that breaks the budget. `held_out`: the threshold is for new data, so one event
+    more than observed is counted (as a conformal quantile counts the new point): a short
+    span cannot vouch for a rate it has barely seen. False when the scores are the data the
+    events are for (a benchmark thresholding the signal it scores). The threshold never goes
+    below the median score, nor below `floor` (e.g. a pointwise threshold).
     """
     count, period = parse_rate(budget)
     allowed = count * (duration / period)
@@ -295,7 +299,7 @@ def calibrate_event_budget(
                 n_events += int((p + 1 + right[0]) - (max(0, p - reach) + left[-1]) <= reach)
             flagged[p] = True
             i += 1
-        if n_events > allowed:
+        if n_events + held_out > allowed:
             break
         chosen = float(ranked[i]) if i < len(ranked) else float(np.nextafter(value, -np.inf))
     chosen = max(chosen, lowest)

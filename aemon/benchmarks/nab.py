@@ -118,7 +118,7 @@ def budget_events(
     """
     g = outcome.gap if gap is None else gap
     floor = float(np.quantile(outcome.scores, 1 - max_flagged))
-    thr = calibrate_event_budget(outcome.scores, outcome.duration, budget, gap=g, floor=floor)
+    thr = calibrate_event_budget(outcome.scores, outcome.duration, budget, gap=g, floor=floor, held_out=False)
     return [(int(a), int(b)) for a, b in find_events(outcome.scores > thr.value, g)]
 
 
