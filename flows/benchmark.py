@@ -19,7 +19,7 @@ apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import
 from aemon import registry  # noqa: E402
 from aemon.detector import Detector  # noqa: E402
 from aemon.store import AnomalyStore  # noqa: E402
-from flows.score import monitor, score_and_store, score_batch  # noqa: E402
+from flows.score import monitor, score_and_store, score_batch, score_inbox  # noqa: E402
 
 BATCH_ROWS = 10_000
 
@@ -73,6 +73,17 @@ def measure_flow_overhead(
         flow_s.append(_flow(_batch(folder, f"flow{i}", BATCH_ROWS, 200 + i), model))
         direct_s.append(_direct(_batch(folder, f"direct{i}", BATCH_ROWS, 300 + i), model))
     main = _flow(main_csv, model)
+    # The scheduled path: one `score-inbox` run scores every new batch, so a flow run's fixed
+    # cost is shared by the batches it finds.
+    inbox = folder / "inbox"
+    inbox.mkdir()
+    for i in range(repeats):
+        _batch(inbox, f"inbox{i}", BATCH_ROWS, 500 + i)
+    start = time.perf_counter()
+    inbox_summaries = score_inbox(str(inbox), model)
+    inbox_s = time.perf_counter() - start
+    if [s["status"] for s in inbox_summaries] != ["done"] * repeats:
+        raise RuntimeError(f"score-inbox did not score every batch: {inbox_summaries}")
     # Prefect 3 stops a heartbeat thread at the end of every flow run (about 1 s, STACK.md);
     # the same runs without heartbeats show how much of the overhead that is.
     import prefect.settings
@@ -95,6 +106,8 @@ def measure_flow_overhead(
         "flow_runs_s": flow_s,
         "direct_runs_s": direct_s,
         "main_flow_s": main,
+        "inbox_flow_s": inbox_s,
+        "inbox_overhead_per_batch_s": inbox_s / repeats - mean_direct,
         "flow_no_heartbeat_s": no_beat_mean,
         "overhead_no_heartbeat_s": no_beat_mean - mean_direct if no_beat_mean is not None else None,
     }

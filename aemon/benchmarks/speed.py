@@ -270,6 +270,9 @@ def run_speed(
                 if flow_record.get("overhead_no_heartbeat_s") is not None
                 else ""
             )
+            + f". On the scheduled path, one `score-inbox` run over {flow_record['repeats']} such "
+            f"batches took {flow_record['inbox_flow_s']:.2f} s: "
+            f"**{flow_record['inbox_overhead_per_batch_s']:.2f} s overhead per batch**"
             + ". The first flow run of a process "
             f"also starts Prefect's temporary server: {flow_record['first_run_s']:.1f} s. "
             f"The {main_n:,}-point file through `score-batch`: {flow_record['main_flow_s']:.2f} s.",

@@ -91,4 +91,5 @@ def test_speed_quick(data_dir: Path, tmp_path: Path) -> None:
     assert speed["bare_forward_s"] > 0 and speed["pyod_autoencoder_score_s"] > 0
     assert speed["flow"]["overhead_s"] == pytest.approx(speed["flow"]["flow_s"] - speed["flow"]["direct_s"])
     assert 0 < speed["stages_s"]["read_s"] < speed["stages_s"]["score_s"]  # scoring reads, then more
+    assert speed["flow"]["inbox_flow_s"] > 0 and "score-inbox" in report.markdown
     assert "PyOD" in report.markdown
