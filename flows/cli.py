@@ -447,6 +447,9 @@ def serve(
                 interval=every,
                 parameters={"inbox": str(inbox.resolve()), "model": model},
                 print_starting_message=False,
+                # One run at a time: runs of one inbox would race for the same files, and a
+                # short interval would otherwise start a new process every tick.
+                limit=1,
             )
     err_console.print("Stopped.")
 
