@@ -201,13 +201,26 @@ def test_db_upgrade_and_missing_inputs(cli_env: dict[str, str], aemon_home: Path
     assert run_aemon("serve", "--inbox", str(aemon_home), "--model", "m", env=cli_env).returncode == 2
 
 
+# A background job of a non-interactive shell (CI) starts with SIGINT ignored, and Python then
+# never turns Ctrl-C into KeyboardInterrupt: the child re-installs the handler, as a terminal
+# would have it. SIGTERM is what service managers send to stop a server.
+_CLI_WITH_CTRL_C = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'aemon'; runpy.run_module('flows.cli', run_name='__main__')"
+)
+
+
 @pytest.mark.parametrize(
-    ("schedule", "expected"),
-    [(["--every", "3600"], {"interval": 3600.0}), (["--cron", "*/5 * * * *"], {"cron": "*/5 * * * *"})],
+    ("schedule", "expected", "stop"),
+    [
+        (["--every", "3600"], {"interval": 3600.0}, signal.SIGINT),
+        (["--cron", "*/5 * * * *"], {"cron": "*/5 * * * *"}, signal.SIGTERM),
+    ],
 )
 def test_serve_creates_the_scheduled_deployment(
     schedule: list[str],
     expected: dict[str, object],
+    stop: signal.Signals,
     prefect_harness: str,
     cli_env: dict[str, str],
     tmp_path: Path,
@@ -223,7 +236,7 @@ def test_serve_creates_the_scheduled_deployment(
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", "--inbox", str(inbox), "--model", model, *schedule],
+        [sys.executable, "-c", _CLI_WITH_CTRL_C, "serve", "--inbox", str(inbox), "-m", model, *schedule],
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -246,13 +259,13 @@ def test_serve_creates_the_scheduled_deployment(
             actual = got[key].total_seconds() if key == "interval" else got[key]
             assert actual == value
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         try:
-            # Ctrl-C also cancels a scheduled run the runner may have started meanwhile.
+            # Stopping also cancels a scheduled run the runner may have started meanwhile.
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            pytest.fail(f"serve did not stop within 60 s of Ctrl-C; its output:\n{log.read_text()}")
+            pytest.fail(f"serve did not stop within 60 s of {stop.name}; its output:\n{log.read_text()}")
         finally:
             out.close()
     assert proc.returncode == 0, log.read_text()
