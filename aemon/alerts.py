@@ -158,8 +158,8 @@ def build_alert(
         "n_flagged": int(result.n_flagged),
         "threshold": float(result.threshold),
         "top_records": [
-            {"key": str(result.key(i)), "score": float(scores[i]), "p_value": float(p)}
-            for i, p in zip(top, result.p_values_at(top), strict=True)
+            {"key": key, "score": float(s), "p_value": float(p)}
+            for key, s, p in zip(result.keys_at(top), scores[top], result.p_values_at(top), strict=True)
         ],
         "n_events": n_events,
         "events": events,

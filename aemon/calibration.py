@@ -290,13 +290,14 @@ def calibrate_event_budget(
         value = ranked[i]
         while i < len(ranked) and ranked[i] == value:  # every point scoring `value` joins
             p = int(order[i])
-            left = np.flatnonzero(flagged[max(0, p - reach) : p])
+            lo = max(0, p - reach)
+            left = np.flatnonzero(flagged[lo:p])
             right = np.flatnonzero(flagged[p + 1 : p + 1 + reach])
             # A new point is a new event, minus the neighbours it joins; if it sits between
             # two neighbours that were already one event, that event is counted once.
             n_events += 1 - bool(len(left)) - bool(len(right))
             if len(left) and len(right):
-                n_events += int((p + 1 + right[0]) - (max(0, p - reach) + left[-1]) <= reach)
+                n_events += int((p + 1 + right[0]) - (lo + left[-1]) <= reach)
             flagged[p] = True
             i += 1
         if n_events + held_out > allowed:

@@ -36,8 +36,8 @@ def _direct(path: Path, model: str) -> float:
     detector, ref = registry.load_detector(model)
     with AnomalyStore() as store:
         outcome = score_and_store.fn(path, detector, ref, store)
-        report, _ = monitor.fn(outcome, path, detector, ref, store)
-    if outcome.status != "done" or report is None:
+        report = monitor.fn(outcome, path, detector, ref, store)[0] if outcome.status == "done" else None
+    if report is None:
         raise RuntimeError(f"direct scoring of {path} did not score and report: {outcome.summary()}")
     return time.perf_counter() - start
 

@@ -320,18 +320,15 @@ def _stages(detector: Any, csv: Path) -> dict[str, float]:
         for _ in iter_series(csv, detector.schema_)[1]:
             pass
 
-    def score() -> None:
-        detector.score(csv)
+    def seconds(work: Any) -> float:
+        with timed() as t:
+            work()
+        return t.seconds
 
-    out = {}
-    for name, work in (("read_s", read), ("score_s", score)):
-        runs = []
-        for _ in range(3):
-            with timed() as t:
-                work()
-            runs.append(t.seconds)
-        out[name] = min(runs)
-    return out
+    return {
+        "read_s": min(seconds(read) for _ in range(3)),
+        "score_s": min(seconds(lambda: detector.score(csv)) for _ in range(3)),
+    }
 
 
 def _mnist_speed(data_dir: Path, seed: int, quick: bool) -> dict[str, Any]:
