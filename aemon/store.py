@@ -29,6 +29,8 @@ import json
 import logging
 import math
 import re
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -850,6 +852,20 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     # Let SQLAlchemy emit BEGIN (see _sqlite_on_begin) instead of the sqlite3 module, whose
     # legacy mode starts transactions late and never for DDL.
     dbapi_connection.isolation_level = None
+    # Two processes switching a new file to WAL at once: SQLite answers one of them "database is
+    # locked" at once, without waiting out the busy timeout (it would deadlock), so retry here.
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            _sqlite_setup(dbapi_connection)
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _sqlite_setup(dbapi_connection: sqlite3.Connection) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
