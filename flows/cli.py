@@ -419,11 +419,21 @@ def serve(
     every: Annotated[
         int | None, typer.Option(help="Interval schedule in seconds.", show_default=False)
     ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            help="Run each run's batches in parallel on the Dask cluster whose scheduler is at this "
+            "address, e.g. tcp://scheduler:8786.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve score-inbox on a schedule on this machine until Ctrl-C.
 
     Without PREFECT_API_URL a local Prefect server is started on 127.0.0.1 (state under
-    AEMON_HOME) and stopped on exit: Prefect's temporary API runs no schedules.
+    AEMON_HOME) and stopped on exit: Prefect's temporary API runs no schedules. With --dask,
+    the batches of a run are scored in parallel on Dask workers, which need the same AEMON_*
+    and MLflow settings and access to the inbox, the database and the registry.
     """
     if (cron is None) == (every is None):
         raise typer.BadParameter("give exactly one of --cron and --every")
@@ -445,7 +455,7 @@ def serve(
                 name=name,
                 cron=cron,
                 interval=every,
-                parameters={"inbox": str(inbox.resolve()), "model": model},
+                parameters={"inbox": str(inbox.resolve()), "model": model, "dask": dask},
                 print_starting_message=False,
                 # One run at a time: runs of one inbox would race for the same files, and a
                 # short interval would otherwise start a new process every tick.

@@ -9,6 +9,8 @@ go on; good batches move to `<inbox>/done/`. Nothing is deleted.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import
 
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner  # noqa: E402
 
 from aemon import alerts, config, drift, registry  # noqa: E402
 from aemon.batches import (  # noqa: E402
@@ -160,27 +163,68 @@ def score_batch(data: str, model: str) -> dict[str, Any]:
         return _process(Path(data), detector, ref, store).summary()
 
 
+@task(cache_policy=NO_CACHE)
+def process_batch(
+    path: Path, inbox: Path, detector: Detector, ref: ModelRef, database_url: str
+) -> dict[str, Any]:
+    """One inbox batch from start to finish, then filed away. A task of its own so that a Dask
+    cluster can take it: it opens its own connection to the database."""
+    with AnomalyStore(database_url) as store:
+        outcome = _process(path, detector, ref, store)
+    outcome.moved_to = file_away(path, inbox, outcome)
+    return outcome.summary()
+
+
+@contextmanager
+def batch_runner(dask: str | None) -> Iterator[TaskRunner[Any]]:
+    """Where score-inbox runs its batches: one after another in this process (default), or in
+    parallel on the Dask cluster whose scheduler is at `dask` (e.g. tcp://scheduler:8786).
+    Dask workers need the same AEMON_* and MLflow settings, and reach to the inbox, the
+    database and the registry."""
+    if dask is None:
+        runner: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=1)
+    else:
+        from prefect_dask import DaskTaskRunner
+
+        runner = DaskTaskRunner(address=dask)
+    with runner:
+        yield runner
+
+
 @flow(name="score-inbox")
-def score_inbox(inbox: str, model: str) -> list[dict[str, Any]]:
-    """Score every new batch in `inbox`, then move each to done/ or quarantine/."""
+def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[str, Any]]:
+    """Score every new batch in `inbox`, then move each to done/ or quarantine/. With `dask`,
+    the batches run in parallel on that Dask cluster (see `batch_runner`)."""
     folder = Path(inbox)
     batches = list_new_batches(folder)
     if not batches:
         logger().info("no new batches in %s", folder)
         return []
     detector, ref = load_model(model)
-    summaries, failed = [], []
-    with AnomalyStore() as store:
+    database_url = config.database_url()
+    with AnomalyStore(database_url) as store:
         alerts.retry_failed_alerts(store, config.alert_urls())
-        for path in batches:
+    summaries, failed = [], []
+    with batch_runner(dask) as runner:
+        futures = [
+            runner.submit(
+                process_batch,
+                {
+                    "path": path,
+                    "inbox": folder,
+                    "detector": detector,
+                    "ref": ref,
+                    "database_url": database_url,
+                },
+            )
+            for path in batches
+        ]
+        for path, future in zip(batches, futures, strict=True):
             try:
-                outcome = _process(path, detector, ref, store)
+                summaries.append(future.result())
             except Exception as exc:  # recorded as failed in the DB; left in the inbox for the next run
                 logger().error("%s failed after retries, left in the inbox: %s", path, exc)
                 failed.append(f"{path.name}: {exc}")
-                continue
-            outcome.moved_to = file_away(path, folder, outcome)
-            summaries.append(outcome.summary())
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(batches)} batches failed: " + "; ".join(failed))
     return summaries

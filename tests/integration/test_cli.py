@@ -213,7 +213,7 @@ _CLI_WITH_CTRL_C = (
 @pytest.mark.parametrize(
     ("schedule", "expected", "stop"),
     [
-        (["--every", "3600"], {"interval": 3600.0}, signal.SIGINT),
+        (["--every", "3600", "--dask", "tcp://127.0.0.1:8786"], {"interval": 3600.0}, signal.SIGINT),
         (["--cron", "*/5 * * * *"], {"cron": "*/5 * * * *"}, signal.SIGTERM),
     ],
 )
@@ -252,7 +252,8 @@ def test_serve_creates_the_scheduled_deployment(
                 except Exception:
                     time.sleep(1)
         assert deployment is not None, log.read_text() if proc.poll() is not None else "timeout"
-        assert deployment.parameters == {"inbox": str(inbox.resolve()), "model": model}
+        dask = schedule[schedule.index("--dask") + 1] if "--dask" in schedule else None
+        assert deployment.parameters == {"inbox": str(inbox.resolve()), "model": model, "dask": dask}
         [sched] = deployment.schedules
         got = sched.schedule.model_dump()
         for key, value in expected.items():

@@ -109,6 +109,46 @@ def test_score_inbox_scores_quarantines_reports_and_alerts(
     assert len(store.list_anomalies(limit=None)) == n_rows and len(webhook) == len(alerted)
 
 
+def test_score_inbox_runs_its_batches_on_a_dask_cluster(
+    registered: str, history: pd.DataFrame, tmp_path: Path
+) -> None:
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from flows.score import score_inbox
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(3):
+        history.iloc[2 * WEEK + i * 100 :].to_csv(inbox / f"good_{i}.csv", index=False)
+    (inbox / "bad.csv").write_text("timestamp,metric_0\n2026-01-01,oops\n")
+
+    # Worker processes started now inherit this test's AEMON_HOME: same database and registry.
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+        get_task_stream(client) as stream,
+    ):
+        summaries = {
+            Path(s["source"]).name: s
+            for s in score_inbox(str(inbox), registered, dask=cluster.scheduler_address)
+        }
+    on_workers = [t for t in stream.data if "process_batch" in str(t["key"])]  # read on exit
+    assert {k: v["status"] for k, v in summaries.items()} == {
+        "good_0.csv": "done",
+        "good_1.csv": "done",
+        "good_2.csv": "done",
+        "bad.csv": "quarantined",
+    }
+    assert len(on_workers) == 4  # every batch ran on the cluster, none in this process
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["good_0.csv", "good_1.csv", "good_2.csv"]
+    assert [p.name for p in (inbox / "quarantine").iterdir()] == ["bad.csv"]
+    store = AnomalyStore()
+    assert {b.status for b in store.list_batches()} == {"done", "quarantined"}
+    assert len(store.list_drift_reports()) == 3
+    n_flagged = sum(s["n_flagged"] for s in summaries.values())
+    assert len(store.list_anomalies(limit=None)) == n_flagged
+
+
 def test_score_batch_by_version_and_missing_model(
     registered: str, history: pd.DataFrame, tmp_path: Path
 ) -> None:
