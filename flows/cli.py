@@ -14,6 +14,7 @@ import functools
 import gc
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -406,6 +407,10 @@ def score(
         raise typer.Exit(1)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 @friendly_errors
 def serve(
@@ -442,6 +447,9 @@ def serve(
     _require_exists(inbox, "inbox folder")
     from flows.server import prefect_api
 
+    # SIGTERM (service managers) stops as Ctrl-C does, also before Prefect's runner installs
+    # its own graceful handler: otherwise a SIGTERM while starting kills serve outright.
+    signal.signal(signal.SIGTERM, _interrupt)
     with prefect_api() as api_url:
         from flows.score import score_inbox
 

@@ -270,3 +270,41 @@ def test_serve_creates_the_scheduled_deployment(
         finally:
             out.close()
     assert proc.returncode == 0, log.read_text()
+
+
+def test_serve_stops_cleanly_on_sigterm_while_it_starts(
+    prefect_harness: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # SIGTERM as soon as serve says it is serving, before Prefect's runner has its own handler.
+    log = tmp_path / "serve.log"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _CLI_WITH_CTRL_C,
+                "serve",
+                "--inbox",
+                str(inbox),
+                "-m",
+                "early",
+                "--every",
+                "60",
+            ],
+            env={**cli_env, "PREFECT_API_URL": prefect_harness},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while "Serving" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"serve did not stop within 60 s of SIGTERM; its output:\n{log.read_text()}")
+    assert proc.returncode == 0, log.read_text()
+    assert "Stopped." in log.read_text()
