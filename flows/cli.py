@@ -407,10 +407,6 @@ def score(
         raise typer.Exit(1)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 @app.command()
 @friendly_errors
 def serve(
@@ -449,8 +445,15 @@ def serve(
 
     # SIGTERM (service managers) stops as Ctrl-C does, also before Prefect's runner installs
     # its own graceful handler: otherwise a SIGTERM while starting kills serve outright.
-    signal.signal(signal.SIGTERM, _interrupt)
-    with prefect_api() as api_url:
+    stopped_while_starting = False
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal stopped_while_starting
+        stopped_while_starting = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    with contextlib.suppress(KeyboardInterrupt), prefect_api() as api_url:
         from flows.score import score_inbox
 
         name = f"score-inbox-{model.replace('/', '-').replace('@', '-')}"
@@ -458,18 +461,24 @@ def serve(
         err_console.print(
             f"Serving [bold]{name}[/] ({schedule}) on {api_url}, inbox {escape(str(inbox))}. Ctrl-C stops."
         )
-        with contextlib.suppress(KeyboardInterrupt):
-            score_inbox.serve(
-                name=name,
-                cron=cron,
-                interval=every,
-                parameters={"inbox": str(inbox.resolve()), "model": model, "dask": dask},
-                print_starting_message=False,
-                # One run at a time: runs of one inbox would race for the same files, and a
-                # short interval would otherwise start a new process every tick.
-                limit=1,
-            )
+        score_inbox.serve(
+            name=name,
+            cron=cron,
+            interval=every,
+            parameters={"inbox": str(inbox.resolve()), "model": model, "dask": dask},
+            print_starting_message=False,
+            # One run at a time: runs of one inbox would race for the same files, and a short
+            # interval would otherwise start a new process every tick.
+            limit=1,
+        )
     err_console.print("Stopped.")
+    if stopped_while_starting:
+        # Prefect's client threads may still be mid-call in native code, and letting the
+        # interpreter finalize around them can abort ("FATAL: exception not rethrown").
+        # Nothing is left to clean up: the local Prefect server is already stopped.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @app.command()
