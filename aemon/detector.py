@@ -165,6 +165,9 @@ class Detector:
             for early stopping.
         timestamp_col, columns, fill: how to read a series (see `aemon.data.timeseries`).
         image_size: (height, width) images are resized to; None keeps the first image's size.
+        worst_pixels: an image's score is the mean error of its worst pixels, this share of
+            them (1.0: every pixel). A defect covers a few pixels; averaging it with hundreds
+            of well-reconstructed ones dilutes it (MNIST one-class AUROC 0.948 -> 0.954).
         device: "auto" (CUDA when available), "cpu", "cuda", ...; seed: for splits, weights
             and noise (same seed, same model on CPU).
     """
@@ -211,6 +214,7 @@ class Detector:
         columns: Sequence[str] | None = None,
         fill: str | None = None,
         image_size: tuple[int, int] | None = None,
+        worst_pixels: float = 0.05,
         device: str = "auto",
         seed: int = 0,
         progress: bool = True,
@@ -244,6 +248,7 @@ class Detector:
         self.columns = columns
         self.fill = fill
         self.image_size = image_size
+        self.worst_pixels = worst_pixels
         self.device = device
         self.seed = seed
         self.progress = progress
@@ -279,6 +284,8 @@ class Detector:
             raise ConfigError(f"model must be one of {('auto', *ARCHITECTURES)}, got {self.model!r}")
         if self.false_alarms is not None:
             parse_rate(self.false_alarms)
+        if not 0 < self.worst_pixels <= 1:
+            raise ConfigError(f"worst_pixels must be in (0, 1], got {self.worst_pixels}")
 
     def _train_config(self, modality: str) -> TrainConfig:
         # Images: a small conv learns a few hundred images as well with shorter epochs and a
@@ -449,7 +456,9 @@ class Detector:
             seed=self.seed,
             progress=self.progress,
         )
-        cal_scores, _ = score_images(self.model_, images[cal_idx], self.loss, self.device_, keep_maps=False)
+        cal_scores, _ = score_images(
+            self.model_, images[cal_idx], self.loss, self.device_, self.worst_pixels, keep_maps=False
+        )
         self._set_threshold(cal_scores, y[cal_idx] if y is not None else None, None)
         self.fingerprint_ = _fingerprint(images)
         self.n_train_records_ = len(train_idx)
@@ -560,7 +569,7 @@ class Detector:
 
     def _score_images(self, data: Input) -> ScoreResult:
         _, batch = _load_images(data, self.schema_)
-        scores, maps = score_images(self.model_, batch.images, self.loss, self.device_)
+        scores, maps = score_images(self.model_, batch.images, self.loss, self.device_, self.worst_pixels)
         return ScoreResult(
             image_keys=batch.keys,
             scores=scores,
@@ -655,6 +664,7 @@ class Detector:
             )
         try:
             params = dict(manifest["params"])
+            params.setdefault("worst_pixels", 1.0)  # saved before it existed: scored by the mean
             params["device"] = device
             det = cls(**params)
             det.modality_ = manifest["modality"]

@@ -1,11 +1,12 @@
 """Reconstruction errors in chunks under `torch.inference_mode`: memory does not grow with the
 batch. Time series: every window is reconstructed and each point's error is the mean over the
-windows that cover it (per column; overlap-add). Images: the mean error over pixels, and the
-per-pixel error map.
+windows that cover it (per column; overlap-add). Images: the mean error of the worst pixels, and
+the per-pixel error map.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -130,17 +131,21 @@ def score_images(
     images: np.ndarray,
     loss: str,
     device: torch.device,
+    worst_pixels: float = 1.0,
     chunk: int = DEFAULT_CHUNK // 16,
     keep_maps: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-image scores (N,) and per-pixel error maps (N, H, W) averaged over channels."""
+    """Per-image scores (N,): the mean error of the `worst_pixels` share of each image's
+    pixels (1.0: all), and per-pixel error maps (N, H, W), both averaged over channels."""
     scores = np.empty(len(images), dtype=np.float64)
     maps = np.empty((len(images), *images.shape[2:]), dtype=np.float32) if keep_maps else None
+    n_worst = max(1, math.ceil(worst_pixels * math.prod(images.shape[2:])))
     with torch.inference_mode():
         for i in range(0, len(images), chunk):
             x = torch.from_numpy(np.ascontiguousarray(images[i : i + chunk])).to(device)
             err = elementwise_loss(model(x).recon, x, loss).mean(dim=1)
-            scores[i : i + len(x)] = err.flatten(1).mean(1).double().cpu().numpy()
+            worst = err.flatten(1).topk(n_worst, dim=1, sorted=False).values
+            scores[i : i + len(x)] = worst.mean(1).double().cpu().numpy()
             if maps is not None:
                 maps[i : i + len(x)] = err.float().cpu().numpy()
     return scores, maps

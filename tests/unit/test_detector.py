@@ -101,8 +101,21 @@ def test_image_save_load_gives_identical_scores(tmp_path: Path) -> None:
     images, _ = make_images(80, size=12, seed=0)
     det = Detector(**FAST).fit(images)
     loaded = Detector.load(det.save(tmp_path / "img"))
+    assert loaded.worst_pixels == det.worst_pixels == 0.05
     np.testing.assert_array_equal(det.score(images).scores, loaded.score(images).scores)
     np.testing.assert_array_equal(det.score(images).error_maps, loaded.score(images).error_maps)
+    # a detector saved before `worst_pixels` existed was calibrated on mean errors: kept so
+    folder = tmp_path / "img"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["params"]["worst_pixels"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    old = Detector.load(folder)
+    assert old.worst_pixels == 1.0
+    res = old.score(images)
+    assert res.error_maps is not None
+    np.testing.assert_allclose(res.scores, res.error_maps.reshape(len(images), -1).mean(1), rtol=1e-5)
+    with pytest.raises(ConfigError, match="worst_pixels"):
+        Detector(worst_pixels=0, **FAST).fit(images)
 
 
 def test_same_seed_same_model_on_cpu(series: pd.DataFrame) -> None:

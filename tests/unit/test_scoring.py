@@ -58,13 +58,15 @@ def test_scorer_forward_chunks_do_not_change_results() -> None:
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-def test_image_scores_are_mean_of_error_maps() -> None:
+@pytest.mark.parametrize(("worst_pixels", "n_worst"), [(1.0, 64), (0.05, 4), (0.001, 1)])
+def test_image_scores_are_the_mean_of_the_worst_pixels(worst_pixels: float, n_worst: int) -> None:
     torch.manual_seed(0)
     model = Autoencoder(default_spec("conv", "image", (1, 8, 8), output="sigmoid")).eval()
     images = np.random.default_rng(0).random((5, 1, 8, 8)).astype(np.float32)
-    scores, maps = score_images(model, images, "mse", torch.device("cpu"), chunk=2)
+    scores, maps = score_images(model, images, "mse", torch.device("cpu"), worst_pixels, chunk=2)
     assert maps is not None and maps.shape == (5, 8, 8)
-    np.testing.assert_allclose(scores, maps.reshape(5, -1).mean(1), rtol=1e-5)
+    worst = np.sort(maps.reshape(5, -1), axis=1)[:, -n_worst:]  # ceil(share * 64) pixels
+    np.testing.assert_allclose(scores, worst.mean(1), rtol=1e-5)
 
 
 def test_encode_gives_one_code_per_sample() -> None:
