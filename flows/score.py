@@ -179,7 +179,7 @@ def process_batch(
 def batch_runner(dask: str | None) -> Iterator[TaskRunner[Any]]:
     """Where score-inbox runs its batches: one after another in this process (default), or in
     parallel on the Dask cluster whose scheduler is at `dask` (e.g. tcp://scheduler:8786).
-    Dask workers need the same AEMON_* and MLflow settings, and reach to the inbox, the
+    Dask workers need the same AEMON_* and MLflow settings, and access to the inbox, the
     database and the registry."""
     if dask is None:
         runner: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=1)
