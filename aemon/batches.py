@@ -90,7 +90,8 @@ def list_new_batches(inbox: Path) -> list[Path]:
         for p in inbox.iterdir()
         if p.name not in (DONE_DIR, QUARANTINE_DIR) and not p.name.startswith((".", "_"))
     ]
-    return sorted(entries, key=lambda p: (p.stat().st_mtime, p.name))
+    # lstat: a broken link is listed (and fails with its name) instead of failing the listing.
+    return sorted(entries, key=lambda p: (p.lstat().st_mtime, p.name))
 
 
 def move_batch(path: Path, inbox: Path, where: str) -> Path:

@@ -149,6 +149,23 @@ def test_score_inbox_runs_its_batches_on_a_dask_cluster(
     assert len(store.list_anomalies(limit=None)) == n_flagged
 
 
+def test_a_batch_that_fails_is_left_in_the_inbox_and_the_others_go_on(
+    registered: str, history: pd.DataFrame, tmp_path: Path
+) -> None:
+    from flows.score import score_inbox
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a_ghost.csv").symlink_to(tmp_path / "gone.csv")  # listed, then unreadable
+    history.iloc[2 * WEEK :].to_csv(inbox / "b_good.csv", index=False)
+    with pytest.raises(RuntimeError, match=r"1 of 2 batches failed: a_ghost.csv: .*batch not found"):
+        score_inbox(str(inbox), registered)
+    assert [p.name for p in (inbox / "done").iterdir()] == ["b_good.csv"]
+    assert (inbox / "a_ghost.csv").is_symlink()  # left for the next run
+    [batch] = AnomalyStore().list_batches()
+    assert batch.status == "done" and batch.source.endswith("b_good.csv")
+
+
 def test_score_batch_by_version_and_missing_model(
     registered: str, history: pd.DataFrame, tmp_path: Path
 ) -> None:
