@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -210,6 +212,37 @@ _CLI_WITH_CTRL_C = (
 )
 
 
+@contextmanager
+def _serving(
+    tmp_path: Path, env: dict[str, str], model: str, *options: str, stop: signal.Signals
+) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
+    """`aemon serve` on a new inbox as a child process; on exit it is sent `stop` and must end
+    within 60 s. Yields the process, the inbox and its output file (a file, not a pipe: a pipe
+    nobody reads fills up with the runner's logs and blocks the server, which then cannot
+    handle Ctrl-C)."""
+    log = tmp_path / "serve.log"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CLI_WITH_CTRL_C, "serve", "--inbox", str(inbox), "-m", model, *options],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            yield proc, inbox, log
+        finally:
+            proc.send_signal(stop)
+            try:
+                # Stopping also cancels a scheduled run the runner may have started meanwhile.
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail(f"serve did not stop within 60 s of {stop.name}; its output:\n{log.read_text()}")
+
+
 @pytest.mark.parametrize(
     ("schedule", "expected", "stop"),
     [
@@ -229,20 +262,7 @@ def test_serve_creates_the_scheduled_deployment(
 
     env = {**cli_env, "PREFECT_API_URL": prefect_harness}
     model = f"m-{schedule[0].strip('-')}"  # a deployment name of its own per case
-    # Output goes to a file: a pipe nobody reads fills up with the runner's logs and blocks
-    # the server, which then cannot handle Ctrl-C.
-    log = tmp_path / "serve.log"
-    out = log.open("w")
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CLI_WITH_CTRL_C, "serve", "--inbox", str(inbox), "-m", model, *schedule],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with _serving(tmp_path, env, model, *schedule, stop=stop) as (proc, inbox, log):
         deployment = None
         deadline = time.monotonic() + 120
         with get_client(sync_client=True) as client:
@@ -259,16 +279,6 @@ def test_serve_creates_the_scheduled_deployment(
         for key, value in expected.items():
             actual = got[key].total_seconds() if key == "interval" else got[key]
             assert actual == value
-    finally:
-        proc.send_signal(stop)
-        try:
-            # Stopping also cancels a scheduled run the runner may have started meanwhile.
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail(f"serve did not stop within 60 s of {stop.name}; its output:\n{log.read_text()}")
-        finally:
-            out.close()
     assert proc.returncode == 0, log.read_text()
 
 
@@ -276,35 +286,10 @@ def test_serve_stops_cleanly_on_sigterm_while_it_starts(
     prefect_harness: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     # SIGTERM as soon as serve says it is serving, before Prefect's runner has its own handler.
-    log = tmp_path / "serve.log"
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _CLI_WITH_CTRL_C,
-                "serve",
-                "--inbox",
-                str(inbox),
-                "-m",
-                "early",
-                "--every",
-                "60",
-            ],
-            env={**cli_env, "PREFECT_API_URL": prefect_harness},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    env = {**cli_env, "PREFECT_API_URL": prefect_harness}
+    with _serving(tmp_path, env, "early", "--every", "60", stop=signal.SIGTERM) as (proc, _, log):
         deadline = time.monotonic() + 120
         while "Serving" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail(f"serve did not stop within 60 s of SIGTERM; its output:\n{log.read_text()}")
     assert proc.returncode == 0, log.read_text()
     assert "Stopped." in log.read_text()
