@@ -57,6 +57,7 @@ FORMAT_VERSION = 1
 MODALITIES = ("timeseries", "image")
 WEIGHTS_FILE, MANIFEST_FILE = "weights.pt", "manifest.json"
 Input = str | Path | pd.DataFrame | np.ndarray
+Z_LIMIT = 1e6  # standardized inputs are clipped here (float32 must not overflow)
 
 
 @dataclass
@@ -513,7 +514,10 @@ class Detector:
             raise NotFittedError("this Detector is not fitted yet: call fit() or Detector.load()")
 
     def _standardize(self, values: np.ndarray) -> np.ndarray:
-        return ((values - self.offset_) / self.scale_).astype(np.float32)
+        # Clipped so that extreme inputs (1e308) stay finite in float32 and score high rather
+        # than NaN: a million standard deviations is anomalous enough to flag.
+        z = (values - self.offset_) / self.scale_
+        return np.clip(z, -Z_LIMIT, Z_LIMIT).astype(np.float32)
 
     def _as_series_input(self, data: Input) -> tuple[str | Path | pd.DataFrame, SeriesSchema]:
         """A bare (rows, columns) array holds values only: read it without a time column."""

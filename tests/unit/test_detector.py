@@ -179,3 +179,15 @@ def test_false_alarm_budget_never_goes_below_the_pointwise_promise(series: pd.Da
     budget = Detector(window=16, false_alarms="1/day", event_gap=10_000, **FAST).fit(series)
     assert budget.threshold_info_.method == "event_budget"
     assert budget.threshold_ >= pointwise.threshold_
+
+
+@pytest.mark.parametrize("value", [1e20, 1e38, 1e308, -1e308])
+def test_extreme_values_score_finite_and_are_flagged(
+    fitted: Detector, series: pd.DataFrame, value: float
+) -> None:
+    # float32 standardization used to turn 1e308 into NaN: not flagged, batch "done".
+    batch = series.iloc[:400].copy()
+    batch.iloc[200, 1] = value
+    res = fitted.score(batch)
+    assert np.isfinite(res.scores).all()
+    assert res.is_anomaly[200]
