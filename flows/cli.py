@@ -80,6 +80,21 @@ class Device(StrEnum):
 # --- shared helpers -------------------------------------------------------------------------
 
 
+def safe_text(text: object, limit: int | None = None) -> str:
+    """aemon.errors.safe_text, imported when first needed (keeps `aemon --help` light)."""
+    from aemon.errors import safe_text as escape_controls
+
+    return escape_controls(text, limit)
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines with control characters escaped: a file name or a quoted bad file can hold
+    terminal escape sequences. Tracebacks keep their line breaks."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return safe_text(super().formatMessage(record))
+
+
 def _configure_output(verbose: bool) -> None:
     """Quiet defaults for the libraries below (the user's environment wins); set before
     they are imported, since Prefect and MLflow read them at import time."""
@@ -101,7 +116,7 @@ def _configure_output(verbose: bool) -> None:
         logger.removeHandler(old)  # called again in the same process (tests)
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name("aemon-cli")
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
     handler.setLevel(level)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -120,7 +135,9 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except AemonError as exc:
-            err_console.print(f"[bold red]error:[/] [red]{escape(str(exc))}[/]", soft_wrap=True)
+            # safe_text: a message may quote a bad file, whose escape sequences must not reach
+            # the terminal raw.
+            err_console.print(f"[bold red]error:[/] [red]{escape(safe_text(exc))}[/]", soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -345,7 +362,7 @@ def _batches_table(summaries: list[dict[str, Any]]) -> Table:
             note = f"[red]{escape(b.get('flag_rate') or '')}[/]"
         table.add_row(
             str(b.get("batch_id") or "-"),
-            escape(Path(b["source"]).name),
+            escape(safe_text(Path(b["source"]).name)),
             f"[{colors.get(b['status'], 'white')}]{b['status']}[/]",
             str(b.get("n_records", 0)),
             str(b.get("n_flagged", 0)),
@@ -481,6 +498,19 @@ def serve(
         os._exit(0)
 
 
+def _finite_or_null(value: Any) -> Any:
+    """`value` with every infinite or NaN float replaced by None (strict JSON has neither)."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
 @app.command()
 @friendly_errors
 def anomalies(
@@ -490,7 +520,11 @@ def anomalies(
         OutputFormat.table
     ),
 ) -> None:
-    """List flagged records from the anomaly database, newest batch first, highest score first."""
+    """List flagged records from the anomaly database, newest batch first, highest score first.
+
+    JSON output is strict JSON: a score, threshold or p-value that is infinite or NaN (an
+    extreme input value) is written as null. CSV writes such values as inf / nan.
+    """
     import json
 
     from aemon.store import AnomalyStore
@@ -509,7 +543,7 @@ def anomalies(
         for r in rows
     ]
     if format is OutputFormat.json:
-        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+        sys.stdout.write(json.dumps(_finite_or_null(records), indent=1, allow_nan=False) + "\n")
     else:
         import pandas as pd
 
@@ -587,12 +621,13 @@ class Suite(StrEnum):
     mnist = "mnist"
     nab = "nab"
     multivariate = "multivariate"
+    smd = "smd"
 
 
 @app.command()
 @friendly_errors
 def benchmark(
-    suite: Annotated[Suite, typer.Argument(help="quality = mnist + nab + multivariate; or speed.")] = (
+    suite: Annotated[Suite, typer.Argument(help="quality = mnist + nab + multivariate + smd; or speed.")] = (
         Suite.quality
     ),
     quick: Annotated[
@@ -661,8 +696,8 @@ def quickstart(
     for b in run.batches:
         if b["status"] == "quarantined":
             console.print(
-                f"[red]Quarantined[/] {escape(Path(b['source']).name)} -> "
-                f"{escape(str(b.get('moved_to')))}: {escape(str(b.get('error')))}"
+                f"[red]Quarantined[/] {escape(safe_text(Path(b['source']).name))} -> "
+                f"{escape(safe_text(b.get('moved_to')))}: {escape(safe_text(b.get('error')))}"
             )
     console.print(f"Alerts received by the local webhook: {len(run.alerts)}")
     for a in run.alerts:

@@ -1,5 +1,5 @@
-"""`aemon benchmark`: detection quality (MNIST one-class, NAB, generated multivariate incidents)
-and speed, with baselines measured in the same run.
+"""`aemon benchmark`: detection quality (MNIST one-class, NAB, generated multivariate incidents,
+SMD server metrics) and speed, with baselines measured in the same run.
 
 Example:
     >>> report = run_benchmark("nab", quick=True)  # doctest: +SKIP
@@ -19,7 +19,7 @@ __all__ = ["SUITES", "BenchmarkReport", "run_benchmark"]
 
 log = logging.getLogger(__name__)
 
-SUITES = ("quality", "speed", "mnist", "nab", "multivariate")
+SUITES = ("quality", "speed", "mnist", "nab", "multivariate", "smd")
 
 
 def run_benchmark(
@@ -30,16 +30,16 @@ def run_benchmark(
     out_dir: Path | None = None,
     progress: bool = True,
 ) -> BenchmarkReport:
-    """Run a suite (quality = mnist + nab + multivariate; speed) and write its report.
+    """Run a suite (quality = mnist + nab + multivariate + smd; speed) and write its report.
 
     `data_dir`: the shared benchmark data (default `$AEMON_BENCH_DATA` or `<repo>/../shared/data`);
-    `quick`: a small subset for tests (2 digits, 1 NAB signal per category, 100k points);
+    `quick`: a small subset for tests (2 digits, 1 NAB signal per category, 1 SMD machine, 100k points);
     `out_dir`: default `<AEMON_HOME>/benchmarks/<suite>-<timestamp>/`.
     """
     if suite not in SUITES:
         raise ConfigError(f"benchmark suite must be one of {SUITES}, got {suite!r}")
     parts: list[SuiteResult] = []
-    needs_data = suite in ("quality", "mnist", "nab", "speed")
+    needs_data = suite in ("quality", "mnist", "nab", "smd", "speed")
     data = resolve_data_dir(data_dir) if needs_data else None
     if suite in ("quality", "mnist"):
         from aemon.benchmarks.mnist import run_mnist
@@ -55,6 +55,11 @@ def run_benchmark(
         from aemon.benchmarks.multivariate import run_multivariate
 
         parts.append(run_multivariate(quick=quick, show_progress=progress))
+    if suite in ("quality", "smd"):
+        from aemon.benchmarks.smd import run_smd
+
+        assert data is not None
+        parts.append(run_smd(data, quick=quick, show_progress=progress))
     if suite == "speed":
         from aemon.benchmarks.speed import run_speed
 
