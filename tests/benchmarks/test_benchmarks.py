@@ -93,3 +93,17 @@ def test_speed_quick(data_dir: Path, tmp_path: Path) -> None:
     assert 0 < speed["stages_s"]["read_s"] < speed["stages_s"]["score_s"]  # scoring reads, then more
     assert speed["flow"]["inbox_flow_s"] > 0 and "score-inbox" in report.markdown
     assert "PyOD" in report.markdown
+
+
+def test_smd_quick(data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyod")
+    report = run_benchmark("smd", data_dir=data_dir, quick=True, out_dir=tmp_path, progress=False)
+    record = _check_report(report, "smd", tmp_path)
+    smd = record["results"]["smd"]  # type: ignore[index]
+    assert set(smd["event_f1"]) == {"aemon", "PyOD AutoEncoder", "PyOD AutoEncoder, gap 0"}
+    machine = smd["machines"]["machine-1-2"]
+    assert machine["info"]["test_rows"] == 6_000 and len(machine["info"]["segments"]) == 3
+    for name in smd["event_f1"]:
+        counts = machine[name]["counts"]
+        assert counts["tp"] + counts["fn"] == 3 and 0.5 < machine[name]["auroc"] <= 1.0
+    assert "PyOD AutoEncoder" in report.markdown and len(report.plot_paths) == 1
