@@ -164,10 +164,14 @@ def run_pyod(
     return out[0], out[1]
 
 
-def constant_columns(train: pd.DataFrame, features: Sequence[str], tol: float = 1e-9) -> list[str]:
-    """Columns that do not move in training (max - min <= tol)."""
+QUIET_STD = 0.01  # of the [0, 1] range SMD is scaled to
+
+
+def quiet_columns(train: pd.DataFrame, features: Sequence[str], tol: float = QUIET_STD) -> list[str]:
+    """Columns that (almost) do not move in training: standard deviation <= `tol` (constant
+    columns included)."""
     values = train[list(features)].to_numpy(np.float64)
-    return [c for c, span in zip(features, np.ptp(values, axis=0), strict=True) if span <= tol]
+    return [c for c, sd in zip(features, values.std(axis=0), strict=True) if sd <= tol]
 
 
 def run_smd(
@@ -217,35 +221,45 @@ def run_smd(
             "segments": m.segments,
             "anomalous_points": int(m.labels.sum()),
             "event_gap": gap,
+            "columns": m.features,
             "aemon_events": events,
-            **_constant_share(m, res.column_errors, res.columns, events),
+            **_quiet_share(m, res.column_errors, res.columns, events),
         }
     return summarize_smd(results, info, args, seed=seed, quick=quick, pyod_args=pyod_args)
 
 
-def _constant_share(
+def _quiet_share(
     m: Machine, column_errors: np.ndarray | None, columns: Sequence[str], events: Sequence[Interval]
 ) -> dict[str, Any]:
-    """How much of aemon's error comes from columns constant in training, over the whole test
-    series and inside its false events (a diagnostic, not a metric)."""
-    const = constant_columns(m.train, m.features)
-    out: dict[str, Any] = {"constant_columns": const}
+    """How much of aemon's (normalised) per-column error comes from columns that (almost) do
+    not move in training: over the whole test series, inside the labelled incidents and
+    inside aemon's false events; and the three columns with most error in its false events.
+    A diagnostic, not a metric."""
+    quiet = quiet_columns(m.train, m.features)
+    out: dict[str, Any] = {
+        "constant_columns": quiet_columns(m.train, m.features, 0.0),
+        "quiet_columns": quiet,
+    }
     if column_errors is None or not len(columns):
         return out
     errors = np.nan_to_num(np.abs(np.asarray(column_errors, dtype=np.float64)))
-    is_const = np.isin(np.asarray(columns), const)
-    total = errors.sum()
-    out["constant_error_share"] = float(errors[:, is_const].sum() / total) if total > 0 else 0.0
-    false_rows = [
-        r for a, b in events if not any(a <= s[1] and s[0] <= b for s in m.segments) for r in range(a, b + 1)
-    ]
-    if false_rows:
-        fe = errors[false_rows]
-        fe_total = fe.sum()
-        out["constant_error_share_in_false_events"] = (
-            float(fe[:, is_const].sum() / fe_total) if fe_total > 0 else 0.0
-        )
-        top = np.argsort(fe.sum(axis=0))[::-1][:3]
+    is_quiet = np.isin(np.asarray(columns), quiet)
+
+    def share(rows: np.ndarray) -> float | None:
+        total = errors[rows].sum()
+        return float(errors[rows][:, is_quiet].sum() / total) if len(rows) and total > 0 else None
+
+    in_false = np.zeros(len(errors), dtype=bool)
+    for a, b in events:
+        if not any(a <= s[1] and s[0] <= b for s in m.segments):
+            in_false[a : b + 1] = True
+    out["quiet_error_share"] = {
+        "test": share(np.arange(len(errors))),
+        "incidents": share(np.flatnonzero(m.labels)),
+        "false_events": share(np.flatnonzero(in_false)),
+    }
+    if in_false.any():
+        top = np.argsort(errors[in_false].sum(axis=0))[::-1][:3]
         out["top_columns_in_false_events"] = [str(columns[i]) for i in top]
     return out
 
@@ -311,16 +325,23 @@ def summarize_smd(
         + ", ".join(f"{d} {pooled[d].fp}" for d in dets)
         + ".",
     ]
-    shares = {n: info[n].get("constant_error_share") for n in names}
-    if any(v is not None for v in shares.values()):
+    shares = {n: info[n]["quiet_error_share"] for n in names if "quiet_error_share" in info[n]}
+    if shares:
         lines += [
             "",
-            "Columns constant in training and their share of aemon's error (whole test series / "
-            "inside aemon's false events): "
+            f"Quiet columns (training standard deviation ≤ {QUIET_STD}, constant ones included) and "
+            "their share of aemon's per-column error over the test series / inside labelled "
+            "incidents / inside aemon's false events: "
             + "; ".join(
-                f"{n}: {len(info[n]['constant_columns'])} columns, {_pct(shares[n])} / "
-                f"{_pct(info[n].get('constant_error_share_in_false_events'))}"
-                for n in names
+                f"{n}: {len(info[n]['quiet_columns'])} of {len(info[n]['columns'])} columns "
+                f"({len(info[n]['constant_columns'])} constant), "
+                + " / ".join(_pct(v[k]) for k in ("test", "incidents", "false_events"))
+                + (
+                    f", top columns in false events {', '.join(info[n]['top_columns_in_false_events'])}"
+                    if "top_columns_in_false_events" in info[n]
+                    else ""
+                )
+                for n, v in shares.items()
             )
             + ".",
         ]

@@ -12,11 +12,15 @@ import pytest
 from aemon.benchmarks.nab_metrics import Counts
 from aemon.benchmarks.smd import (
     START,
-    constant_columns,
+    Machine,
+    Outcome,
+    _quiet_share,
     evaluate,
     load_machine,
+    quiet_columns,
     segments_from_labels,
     spans,
+    summarize_smd,
 )
 from aemon.calibration import find_events
 
@@ -79,6 +83,28 @@ def test_load_machine_continues_time_after_train(tmp_path: Path) -> None:
     assert m.train["timestamp"].iloc[0] == START
     assert m.test["timestamp"].iloc[0] - m.train["timestamp"].iloc[-1] == pd.Timedelta(minutes=1)
     assert m.segments == [(5, 8)] and m.labels.sum() == 4
-    assert constant_columns(m.train, m.features) == ["m03"]
+    assert quiet_columns(m.train, m.features, 0.0) == ["m03"]
     short = load_machine(tmp_path, "m", max_rows=10)
     assert len(short.train) == len(short.test) == 10 and short.segments == [(5, 8)]
+
+
+def test_summary_table_and_quiet_column_share() -> None:
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"timestamp": pd.date_range(START, periods=50, freq="min"), "a": rng.random(50)})
+    train["q"] = 0.5  # constant in training
+    labels = np.zeros(20, dtype=bool)
+    labels[2:4] = True
+    m = Machine("toy", train, train.iloc[:20], labels, segments_from_labels(labels))
+    errors = np.ones((20, 2))
+    errors[10:13, 1] = 3.0  # the quiet column drives the false event
+    info = _quiet_share(m, errors, ("a", "q"), [(2, 3), (10, 12)])
+    assert info["quiet_columns"] == info["constant_columns"] == ["q"]
+    assert info["quiet_error_share"]["incidents"] == pytest.approx(0.5)
+    assert info["quiet_error_share"]["false_events"] == pytest.approx(0.75)
+    assert info["top_columns_in_false_events"][0] == "q"
+    info |= {"train_rows": 50, "test_rows": 20, "columns": ["a", "q"], "segments": m.segments}
+    out = Outcome(Counts(1, 1, 0), 2, 0.9, 0.95, 1.0, 0.5)
+    result = summarize_smd({"toy": {"aemon": out, "PyOD AutoEncoder": out}}, info={"toy": info}, args={})
+    assert "| toy | aemon | 0.667 | 1/1/0 | 2 | 0.900 | 0.950 | 1.5 |" in result.markdown
+    assert "1 of 2 columns (1 constant)" in result.markdown and "75%" in result.markdown
+    assert result.record["event_counts"]["aemon"] == {"tp": 1, "fp": 1, "fn": 0}
