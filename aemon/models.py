@@ -4,6 +4,20 @@ Inputs are time-series windows (batch, window, columns) or images (batch, channe
 `dense` flattens the input through an MLP; `conv` uses Conv1d over windows, Conv2d over
 images. A `variational` model's encoder returns a mean and a log-variance (VAE); its code for
 scoring is the mean, so scores are deterministic.
+
+Sequence autoencoders (time series only):
+- `lstm`: an LSTM encoder reads the window, its last state becomes the code; the decoder LSTM
+  is fed the code at every step and a linear layer maps its states back to the columns.
+- `aer` (after Wong et al. 2022, "AER: Auto-Encoder with Regression"): a bidirectional LSTM
+  encoder reads the window without its first and last step; a bidirectional LSTM decoder
+  emits the whole window: step 0 is a backward prediction of the hidden first point, the last
+  step a forward prediction of the hidden last point, the steps between a reconstruction.
+  Scored like any window (each point's error averaged over the windows covering it), a
+  point's error mixes reconstruction errors with the two prediction errors of the windows
+  where it is an edge.
+Both run about 16 LSTM steps per window whatever its length: each step reads a patch of
+`window // 16` points (a strided linear embedding) and the decoder emits a patch per step.
+An LSTM step costs about the same at any width, so this keeps training on a CPU affordable.
 """
 
 from __future__ import annotations
@@ -18,8 +32,9 @@ from torch import nn
 
 from aemon.errors import ConfigError
 
-Architecture = Literal["dense", "conv"]
-ARCHITECTURES = ("dense", "conv")
+Architecture = Literal["dense", "conv", "lstm", "aer"]
+ARCHITECTURES = ("dense", "conv", "lstm", "aer")
+SEQUENCE_ARCHITECTURES = ("lstm", "aer")  # time series only
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,7 @@ class ModelSpec:
     hidden: tuple[int, ...]
     variational: bool = False
     output: str = "identity"  # "identity" | "sigmoid"
+    patch: int = 1  # sequence models: steps per LSTM step (a strided linear embedding)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,22 +66,42 @@ def default_spec(
     hidden: tuple[int, ...] | None = None,
     variational: bool = False,
     output: str = "identity",
+    patch: int | None = None,
 ) -> ModelSpec:
-    """Sizes that work without tuning: a bottleneck of about 1/8 of the input (4..64)."""
+    """Sizes that work without tuning: a bottleneck of about 1/8 of the input (4..64; 16..64
+    for the sequence models), LSTMs of 64 units (`aer`: 32 per direction)."""
     if arch not in ARCHITECTURES:
         raise ConfigError(f"model must be one of {ARCHITECTURES}, got {arch!r}")
+    sequence = arch in SEQUENCE_ARCHITECTURES
+    if sequence and modality != "timeseries":
+        raise ConfigError(f"model {arch!r} is for time series only; use 'conv' or 'dense' for images")
+    if sequence and input_shape[0] < (3 if arch == "aer" else 1):
+        raise ConfigError(f"model {arch!r} needs a window of at least 3 steps, got {input_shape[0]}")
     n_in = math.prod(input_shape)
     if latent_dim is None:
-        latent_dim = int(min(64, max(4, n_in // 8))) if modality == "timeseries" else 16
+        if sequence:
+            latent_dim = int(min(64, max(16, n_in // 8)))
+        else:
+            latent_dim = int(min(64, max(4, n_in // 8))) if modality == "timeseries" else 16
     if latent_dim < 1:
         raise ConfigError(f"latent_dim must be >= 1, got {latent_dim}")
+    if hidden is not None and sequence and len(hidden) != 1:
+        raise ConfigError(f"model {arch!r} takes one hidden size (LSTM units), got {hidden}")
     if hidden is None:
-        if arch == "dense":
+        if sequence:
+            hidden = (64,) if arch == "lstm" else (32,)
+        elif arch == "dense":
             h1 = int(min(512, max(32, n_in // 2)))
             hidden = (h1, int(max(latent_dim * 2, h1 // 2)))
         else:
             hidden = (32, 64) if modality == "timeseries" else (16, 32)
-    return ModelSpec(arch, modality, tuple(input_shape), latent_dim, tuple(hidden), variational, output)
+    if patch is None:  # about 16 LSTM steps per window: an LSTM step costs the same at any width
+        patch = max(1, input_shape[0] // 16) if sequence else 1
+    if patch < 1 or (patch > 1 and not sequence):
+        raise ConfigError(f"patch must be 1 for {arch!r} and >= 1 for the sequence models, got {patch}")
+    return ModelSpec(
+        arch, modality, tuple(input_shape), latent_dim, tuple(hidden), variational, output, patch
+    )
 
 
 class AEOutput(NamedTuple):
@@ -80,6 +116,48 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.GELU()]
     return nn.Sequential(*layers)
+
+
+class _LSTMEncoder(nn.Module):
+    """Reads (batch, steps, columns); returns the last state of each direction, concatenated.
+
+    With `patch` > 1, each run of `patch` steps is first embedded linearly (a strided Conv1d;
+    the tail is zero-padded), so the LSTM runs `patch` times fewer steps.
+    """
+
+    def __init__(self, n_in: int, units: int, bidirectional: bool, patch: int) -> None:
+        super().__init__()
+        self.patch = patch
+        self.embed = nn.Conv1d(n_in, units, kernel_size=patch, stride=patch) if patch > 1 else None
+        self.lstm = nn.LSTM(
+            units if patch > 1 else n_in, units, batch_first=True, bidirectional=bidirectional
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            x = nn.functional.pad(x.transpose(1, 2), (0, -x.shape[1] % self.patch))
+            x = self.embed(x).transpose(1, 2)
+        _, (h_n, _) = self.lstm(x)
+        return h_n.transpose(0, 1).flatten(1)  # (batch, directions * units)
+
+
+class _LSTMDecoder(nn.Module):
+    """Feeds the same vector at every LSTM step; a linear layer maps each state to `patch`
+    steps of the columns; the output is cut to `steps`."""
+
+    def __init__(
+        self, n_in: int, units: int, bidirectional: bool, steps: int, n_out: int, patch: int
+    ) -> None:
+        super().__init__()
+        self.steps, self.patch, self.n_out = steps, patch, n_out
+        self.lstm = nn.LSTM(n_in, units, batch_first=True, bidirectional=bidirectional)
+        self.out = nn.Linear(units * (2 if bidirectional else 1), n_out * patch)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n_steps = -(-self.steps // self.patch)
+        states, _ = self.lstm(z.unsqueeze(1).expand(-1, n_steps, -1))
+        y = self.out(states).reshape(len(z), n_steps * self.patch, self.n_out)
+        return y[:, : self.steps]  # (batch, steps, columns)
 
 
 class Autoencoder(nn.Module):
@@ -99,6 +177,13 @@ class Autoencoder(nn.Module):
                 nn.Unflatten(1, shape),
             )
             self._feat_shape: tuple[int, ...] = (n_feat,)
+        elif spec.arch in SEQUENCE_ARCHITECTURES:
+            window, cols = shape
+            units, bi = spec.hidden[0], spec.arch == "aer"
+            n_feat = units * (2 if bi else 1)
+            self.encoder = _LSTMEncoder(cols, units, bi, spec.patch)
+            self.decoder = _LSTMDecoder(n_feat, units, bi, window, cols, spec.patch)
+            self._feat_shape = (n_feat,)
         elif spec.modality == "timeseries":
             window, cols = shape
             self.encoder, self._feat_shape = self._conv_encoder(nn.Conv1d, cols, (window,))
@@ -134,6 +219,8 @@ class Autoencoder(nn.Module):
         # Conv1d wants (batch, columns, window); windows arrive as (batch, window, columns).
         if self.spec.arch == "conv" and self.spec.modality == "timeseries":
             return x.transpose(1, 2)
+        if self.spec.arch == "aer":  # the first and last steps are to be predicted, not seen
+            return x[:, 1:-1]
         return x
 
     def _from_net(self, y: torch.Tensor) -> torch.Tensor:

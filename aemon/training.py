@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from aemon.errors import ConfigError
-from aemon.models import Autoencoder
+from aemon.models import SEQUENCE_ARCHITECTURES, Autoencoder
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,11 @@ def objective_loss(
     inputs = corrupt(x, cfg, gen) if cfg.objective == "denoising" else x
     if cfg.objective == "contractive":
         inputs = inputs.detach().requires_grad_(True)
-    out = model(inputs, sample=cfg.objective == "vae")
+    # cuDNN's LSTM cannot be differentiated twice (the contractive penalty's Jacobian needs it):
+    # those models then run on PyTorch's own LSTM kernels.
+    double_grad = cfg.objective == "contractive" and model.spec.arch in SEQUENCE_ARCHITECTURES
+    with torch.backends.cudnn.flags(enabled=not double_grad):
+        out = model(inputs, sample=cfg.objective == "vae")
     recon = elementwise_loss(out.recon, x, cfg.loss)
     loss = recon.flatten(1).sum(1).mean() if cfg.objective == "vae" else recon.mean()
     if cfg.objective == "sparse":

@@ -223,6 +223,13 @@ def _root(
 
 @app.command()
 @friendly_errors
+def _budget(false_alarms: str | None, target_fpr: float | None) -> str | None:
+    """The Detector's false_alarms: 'auto' unless a pointwise threshold was asked for."""
+    if false_alarms is None:
+        return "auto" if target_fpr is None else None
+    return None if false_alarms.strip().lower() in ("off", "none") else false_alarms
+
+
 def train(
     data: Annotated[
         Path,
@@ -242,12 +249,20 @@ def train(
     threshold: Annotated[
         ThresholdMethod, typer.Option(help="Threshold calibration; f1 needs --labels with anomalies.")
     ] = (ThresholdMethod.quantile),
-    target_fpr: Annotated[float, typer.Option(help="Promised false-positive rate of the threshold.")] = 0.01,
+    target_fpr: Annotated[
+        float | None,
+        typer.Option(
+            help="Promised pointwise false-positive rate (default 0.01: p-values and the floor "
+            "under events). Given without --false-alarms, the threshold is pointwise.",
+            show_default=False,
+        ),
+    ] = None,
     false_alarms: Annotated[
         str | None,
         typer.Option(
-            help="Time series: false-alarm budget in events per time, e.g. 1/day; it then "
-            "decides the threshold.",
+            help="Time series: false-alarm budget in events per time, e.g. 1/day; it decides "
+            "the threshold. Default: 1/week when the series has a time column; 'off' for a "
+            "pointwise threshold.",
             show_default=False,
         ),
     ] = None,
@@ -306,8 +321,8 @@ def train(
         model=model.value if model else "auto",
         objective=objective.value,
         threshold=threshold.value,
-        target_fpr=target_fpr,
-        false_alarms=false_alarms,
+        target_fpr=0.01 if target_fpr is None else target_fpr,
+        false_alarms=_budget(false_alarms, target_fpr),
         window=window,
         latent_dim=latent_dim,
         epochs=epochs,
