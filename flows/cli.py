@@ -143,6 +143,14 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _guard_children() -> None:
+    """Servers and processes this command starts stop when it ends, also after a kill -9
+    (see flows/reaper.py)."""
+    from flows.server import stop_children_on_exit
+
+    stop_children_on_exit()
+
+
 def _require_exists(path: Path, what: str) -> None:
     if not path.exists():
         from aemon.errors import DataError
@@ -312,6 +320,7 @@ def train(
     if labels is not None:
         _require_exists(labels, "labels file")
     err_console.print(f"Training [bold]{escape(name)}[/] on {escape(str(data))} ...")
+    _guard_children()
     from flows.train import train as train_flow
 
     result = train_flow(
@@ -373,6 +382,8 @@ def _batches_table(summaries: list[dict[str, Any]]) -> Table:
     for b in summaries:
         drift = {True: "[red]drift[/]", False: "no drift", None: "-"}[b.get("drift_detected")]
         note = "see below" if b["status"] == "quarantined" else ""
+        if b.get("warnings"):
+            note = "[yellow]see warning[/]"
         if b.get("flag_rate_broken"):  # the alert a user most needs: the promise is broken
             note = f"[red]{escape(b.get('flag_rate') or '')}[/]"
         table.add_row(
@@ -419,13 +430,17 @@ def score(
 ) -> None:
     """Score one batch now through the score-batch flow and write flagged records to the DB.
 
-    Scoring the same content again with the same model version changes nothing.
+    Scoring the same content again with the same model version changes nothing; content that
+    was quarantined before is reported quarantined again, with its first error (exit 1).
     """
     _require_exists(data, "batch")
+    _guard_children()
     from flows.score import score_batch
 
     summary = score_batch(str(data.resolve()), model)
     console.print(_batches_table([summary]))
+    for note in summary.get("warnings") or []:  # the batch is written, monitoring is not
+        err_console.print(f"[yellow]warning:[/] {escape(safe_text(note))}", soft_wrap=True)
     if summary["status"] == "done" and summary.get("batch_id") is not None:
         from aemon.store import AnomalyStore
 
@@ -473,6 +488,7 @@ def serve(
     if every is not None and every < 1:
         raise typer.BadParameter("--every must be at least 1 second")
     _require_exists(inbox, "inbox folder")
+    _guard_children()
     from flows.server import prefect_api
 
     # SIGTERM (service managers) stops as Ctrl-C does, also before Prefect's runner installs
@@ -591,6 +607,7 @@ def recalibrate(
 ) -> None:
     """New version of NAME with its threshold raised above the false positives marked with
     `aemon feedback` (confirmed true positives stay flagged); gated like a training run."""
+    _guard_children()
     from flows.recalibrate import recalibrate as recalibrate_flow
 
     console.print(_version_summary(recalibrate_flow(name, promote)))
@@ -661,6 +678,7 @@ def benchmark(
 ) -> None:
     """Measure detection quality (MNIST one-class, NAB, generated multivariate incidents) or
     speed, with baselines run in the same process; writes Markdown, JSON and plots."""
+    _guard_children()
     from aemon.benchmarks import run_benchmark
 
     report = run_benchmark(suite.value, data_dir=data_dir, quick=quick, out_dir=out, progress=True)
@@ -695,6 +713,8 @@ def quickstart(
     happened and where to look.
     """
     from aemon import config
+
+    _guard_children()
     from flows.quickstart import run_quickstart
 
     err_console.print(f"Quickstart ({modality.value}) in {config.aemon_home()} ...")

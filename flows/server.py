@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from aemon import config
 from aemon.errors import AemonError
@@ -40,6 +42,45 @@ def _healthy(api_url: str) -> bool:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+GUARD_VAR = "AEMON_CHILD_GUARD"
+_guard: subprocess.Popen[bytes] | None = None
+_guard_fd: int | None = None
+
+
+def stop_children_on_exit() -> None:
+    """Make every process started from now on (Prefect's temporary API server, the local
+    `prefect server start`, flow-run processes) stop when this process ends, even by SIGKILL.
+
+    Marks the environment with a random token that children inherit, and starts
+    `flows/reaper.py`, which waits on a pipe that only this process holds open and, once the
+    kernel closes it, stops every process that carries the token. Once per process; Linux only
+    (elsewhere nothing changes).
+    """
+    global _guard, _guard_fd
+    if _guard is not None or not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
+        return
+    marker = f"{GUARD_VAR}={os.getpid()}-{secrets.token_hex(8)}"
+    env = {k: v for k, v in os.environ.items() if k != GUARD_VAR}
+    read_fd, write_fd = os.pipe()  # both non-inheritable: children started later hold neither
+    try:
+        _guard = subprocess.Popen(
+            [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")), marker],
+            stdin=read_fd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # never holds a caller's output pipe open
+            env=env,
+            start_new_session=True,  # the terminal's signals are for aemon, not for the reaper
+        )
+    except OSError as exc:
+        os.close(write_fd)
+        log.warning("cannot start the process that stops aemon's servers after a crash: %s", exc)
+        return
+    finally:
+        os.close(read_fd)
+    _guard_fd = write_fd  # closed by the kernel when this process ends, however it ends
+    os.environ[GUARD_VAR] = marker.split("=", 1)[1]
 
 
 @contextmanager
