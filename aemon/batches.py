@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from aemon.errors import DataError
+from aemon.errors import MAX_PROBLEM_CHARS, DataError, safe_text
 
 if TYPE_CHECKING:
     from aemon.detector import Detector, ScoreResult
@@ -52,6 +53,8 @@ class BatchOutcome:
     flag_rate: str | None = None  # the flag-rate check's message
     flag_rate_broken: bool | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)  # one per target tried
+    # Problems after the records were written (no drift report...): shown once with the batch.
+    warnings: list[str] = field(default_factory=list)
     result: ScoreResult | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -105,6 +108,36 @@ def move_batch(path: Path, inbox: Path, where: str) -> Path:
         target = target_dir / f"{path.stem}.{stamp}{''.join(path.suffixes)}"
     shutil.move(str(path), target)
     return target
+
+
+def escaping_link(path: Path, inbox: Path) -> str | None:
+    """Where `path` leads when it is a symbolic link (or a folder holding one) whose target
+    lies outside `inbox`; None when everything stays inside."""
+    root = Path(os.path.realpath(inbox))
+    links = [path] if path.is_symlink() else []
+    if not links and path.is_dir():
+        links = [p for p in path.rglob("*") if p.is_symlink()]
+    for link in links:
+        target = Path(os.path.realpath(link))
+        if target != root and root not in target.parents:
+            return os.readlink(link)
+    return None
+
+
+def _quarantine_link(
+    store: AnomalyStore, path: Path, target: str, *, model_name: str, model_version: str
+) -> BatchOutcome:
+    """Record a link out of the inbox as quarantined, identified by where it points (its
+    target is never read, so it has no content hash)."""
+    sha = hashlib.sha256(b"symlink\0" + os.fsencode(target)).hexdigest()
+    error = f"{safe_text(path)}: a symbolic link to {safe_text(target, 200)!r}, outside the inbox: not read"
+    batch_id = store.record_quarantine(
+        source=str(path), content_sha256=sha, model_name=model_name, model_version=model_version, error=error
+    )
+    log.warning("%s", error)
+    return BatchOutcome(
+        str(path), "quarantined", model_name, model_version, sha, batch_id=batch_id, error=error
+    )
 
 
 def anomaly_rows(
@@ -165,19 +198,34 @@ def score_batch_into_store(
     model_name: str,
     model_version: str,
     error_map_root: Path | None = None,
+    inbox: Path | None = None,
 ) -> BatchOutcome:
     """Score one batch and write its flagged records, exactly once per content and model.
 
     Bad input (DataError, SchemaError) quarantines the batch in the database and returns; any
-    other error marks it failed and is raised, so the caller can retry.
+    other error marks it failed and is raised, so the caller can retry. Content quarantined
+    before comes back `quarantined` again (with the first error), never `skipped`. With
+    `inbox`, a symbolic link that leads outside it is quarantined without reading its target.
     """
     source = str(path)
+    if inbox is not None and (target := escaping_link(path, inbox)) is not None:
+        return _quarantine_link(store, path, target, model_name=model_name, model_version=model_version)
     sha = batch_sha256(path)
     outcome = BatchOutcome(source, "skipped", model_name, model_version, sha)
     batch = store.claim_batch(
         source=source, content_sha256=sha, model_name=model_name, model_version=model_version
     )
     if batch is None:
+        previous = store.find_batch(content_sha256=sha, model_name=model_name, model_version=model_version)
+        if previous is not None and previous.status == "quarantined":
+            # The same bad content under another name: quarantined again, never "done".
+            outcome.batch_id, outcome.status = previous.id, "quarantined"
+            outcome.error = (
+                f"{safe_text(source)}: this content was quarantined before "
+                f"(batch {previous.id}): {previous.error}"
+            )
+            log.warning("%s", outcome.error)
+            return outcome
         log.info("%s: already scored by %s/%s, skipped", source, model_name, model_version)
         return outcome
     outcome.batch_id = batch.id
@@ -189,7 +237,7 @@ def score_batch_into_store(
         outcome.status, outcome.error = "quarantined", str(exc)
         return outcome
     except Exception as exc:
-        store.fail_batch(batch.id, f"{type(exc).__name__}: {exc}")
+        store.fail_batch(batch.id, safe_text(f"{type(exc).__name__}: {exc}", MAX_PROBLEM_CHARS))
         raise
     maps = error_map_root / model_name / str(batch.id) / "error_maps" if error_map_root else None
     rows = anomaly_rows(result, maps)

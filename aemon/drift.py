@@ -23,6 +23,7 @@ import logging
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ DEFAULT_SAMPLE_SIZE = 2_000
 REPORT_HTML, REPORT_JSON, PLOT_PNG = "report.html", "report.json", "batch.png"
 AUTO_KS_MAX_ROWS = 1_000  # "auto" drift test: K-S up to this many rows, Wasserstein above
 _LATENT_RE = re.compile(rf"^{LATENT_PREFIX}\d+$")
+_UNSAFE_NAME_CHARS = re.compile(r"[^\w .()-]")
 
 
 # --- profiles -------------------------------------------------------------------------------
@@ -329,7 +331,12 @@ def drift_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = [str(c) for c in reference.columns]
-    definition = DataDefinition(numerical_columns=names)
+    # Evidently embeds column names raw in the report's inline script data: a column named
+    # "<script>..." would run when the report is opened. It sees harmless names only.
+    safe = report_column_names(names)
+    reference = reference.set_axis(safe, axis=1)
+    current = current.set_axis(safe, axis=1)
+    definition = DataDefinition(numerical_columns=safe)
     preset = DataDriftPreset(method=method, threshold=threshold, drift_share=drift_share)
     # A constant column (every image's p99 at 1.0) is legitimate; Evidently's correlation
     # charts then divide by a zero deviation and numpy warns.
@@ -341,7 +348,8 @@ def drift_report(
     html_path, json_path = out / REPORT_HTML, out / REPORT_JSON
     snapshot.save_html(str(html_path))
     snapshot.save_json(str(json_path))
-    columns = _column_results(snapshot.dict(), names)
+    by_safe = _column_results(snapshot.dict(), safe)
+    columns = {name: {**by_safe[s], "group": column_group(name)} for name, s in zip(names, safe, strict=True)}
     detected, reasons = decide_drift(columns, drift_share)
     n_drifted = sum(col["drifted"] for col in columns.values())
     result = DriftResult(
@@ -360,6 +368,22 @@ def drift_report(
         len(columns),
     )
     return result
+
+
+def report_column_names(names: Sequence[str]) -> list[str]:
+    """Column names safe to put in an HTML report: anything but letters, digits, spaces and
+    `_ . - ( )` becomes `_`, and a name that then repeats gets a `_2`, `_3`... suffix."""
+    safe: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        base = _UNSAFE_NAME_CHARS.sub("_", str(name))[:120] or "_"
+        candidate, n = base, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{base}_{n}"
+        seen.add(candidate)
+        safe.append(candidate)
+    return safe
 
 
 def decide_drift(columns: dict[str, dict[str, Any]], drift_share: float = 0.5) -> tuple[bool, list[str]]:

@@ -18,6 +18,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Longest problem text an error carries: a bad file's content can reach a message (a CSV
+# line in a parse error, a cell value), and it must not be stored or printed at length.
+MAX_PROBLEM_CHARS = 500
+
+
+def safe_text(text: object, limit: int | None = None) -> str:
+    """`text` safe to print and store: control and format characters (terminal escape
+    sequences, NUL, bidi overrides) written as `\\xNN` / `\\uNNNN` escapes, and cut to `limit`
+    characters with an ellipsis."""
+    out = []
+    for char in str(text):
+        if not char.isprintable() and char != " ":
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    safe = "".join(out)
+    if limit is not None and len(safe) > limit:
+        safe = safe[: max(limit - 1, 0)] + "\u2026"
+    return safe
+
 
 class AemonError(Exception):
     """Base class of every error aemon raises on purpose."""
@@ -35,16 +56,16 @@ class DataError(AemonError, ValueError):
     """
 
     def __init__(self, problem: str, *, source: str | Path | None = None, record: object = None):
-        self.problem = problem
-        self.source = str(source) if source is not None else None
+        self.problem = safe_text(problem, MAX_PROBLEM_CHARS)
+        self.source = safe_text(source) if source is not None else None
         self.record = record
         where = []
         if self.source is not None:
             where.append(self.source)
         if record is not None:
-            where.append(f"record {record}")
+            where.append(f"record {safe_text(record, 100)}")
         prefix = ": ".join([", ".join(where)]) + ": " if where else ""
-        super().__init__(prefix + problem)
+        super().__init__(prefix + self.problem)
 
 
 class SchemaError(DataError):

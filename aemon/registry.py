@@ -514,7 +514,7 @@ def _log_plots(detector: Detector, reference: Input | None, res: Any, labels: An
 
 def _target_fpr(detector: Detector) -> float | None:
     """The pointwise FPR the threshold promises (None: f1 threshold or a false-alarm budget)."""
-    if detector.false_alarms is not None or detector.threshold_info_.method == "f1":
+    if detector.false_alarms_ is not None or detector.threshold_info_.method == "f1":
         return None
     return float(detector.target_fpr)
 
@@ -849,17 +849,45 @@ def load_drift_reference(ref: ModelRef) -> pd.DataFrame | None:
     return profile
 
 
-def log_drift_report(ref: ModelRef, batch_id: int, folder: Path) -> None:
+def drift_report_artifact_path(batch_id: int, content_sha256: str | None = None) -> str:
+    """Where a batch's drift report goes in its model version's run: `monitoring/batch-<id>`,
+    followed by the first 12 hex digits of the batch's content hash when known. Batch ids
+    count per database, so two databases that share one MLflow store would otherwise write
+    over each other's reports."""
+    suffix = f"-{content_sha256[:12]}" if content_sha256 else ""
+    return f"monitoring/batch-{batch_id}{suffix}"
+
+
+def log_drift_report(ref: ModelRef, batch_id: int, folder: Path, content_sha256: str | None = None) -> str:
     """Attach a batch's drift report (HTML, JSON, plot) to the model version's run, under
-    `monitoring/batch-<id>/`, so the MLflow UI shows a model's reports beside its training."""
+    `drift_report_artifact_path`, so the MLflow UI shows a model's reports beside its
+    training; returns that artifact path."""
     client, uri = _client()
+    path = drift_report_artifact_path(batch_id, content_sha256)
     with _registry_errors(f"logging the drift report of batch {batch_id}", uri):
         run_id = str(ref.run_id or client.get_model_version(ref.name, ref.version).run_id)
-        client.log_artifacts(run_id, str(folder), f"monitoring/batch-{batch_id}")
+        client.log_artifacts(run_id, str(folder), path)
+    return path
 
 
 _cache: OrderedDict[tuple[str, str, str, str], Detector] = OrderedDict()
 _cache_lock = threading.Lock()
+
+
+def _load_downloaded(folder: str, model_ref: ModelRef, device: str) -> Detector:
+    """`Detector.load`, with any failure to read the files (a tampered or truncated
+    weights.pt raises pickle or torch errors) as one ModelFormatError line."""
+    try:
+        return Detector.load(folder, device=device)
+    except AemonError:
+        raise
+    except Exception as exc:
+        # Only the error's type: torch's text advises loading with weights_only=False, which
+        # is exactly what must not be done with a file that someone changed.
+        raise ModelFormatError(
+            f"{model_ref}: the registered detector cannot be loaded, its files are corrupt or were "
+            f"changed ({type(exc).__name__})"
+        ) from exc
 
 
 def load_detector(ref: str, *, device: str = "auto") -> tuple[Detector, ModelRef]:
@@ -885,7 +913,7 @@ def load_detector(ref: str, *, device: str = "auto") -> tuple[Detector, ModelRef
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"{root.rstrip('/')}/artifacts/{DETECTOR_ARTIFACT}", dst_path=tmp
         )
-        detector = Detector.load(local, device=device)
+        detector = _load_downloaded(local, model_ref, device)
     with _cache_lock:
         _cache[key] = detector
         while len(_cache) > MAX_CACHED_DETECTORS:

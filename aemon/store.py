@@ -176,6 +176,7 @@ drift_reports_table = sa.Table(
         sa.ForeignKey("batches.id", ondelete="CASCADE"),
         nullable=False,
         index=True,
+        unique=True,  # one report per batch: a second scoring replaces it (migration 0002)
     ),
     sa.Column("drift_detected", sa.Boolean, nullable=False),
     sa.Column("drifted_share", sa.Double, nullable=False),
@@ -575,6 +576,17 @@ class AnomalyStore:
             )
             return int(conn.execute(sa.select(batches_table.c.id).where(key)).scalar_one())
 
+    def find_batch(self, *, content_sha256: str, model_name: str, model_version: str) -> Batch | None:
+        """The batch of this content and model version, None when there is none."""
+        key = (
+            (batches_table.c.content_sha256 == content_sha256)
+            & (batches_table.c.model_name == model_name)
+            & (batches_table.c.model_version == model_version)
+        )
+        with self._transaction(f"reading batch {content_sha256[:12]}") as conn:
+            row = conn.execute(sa.select(batches_table).where(key)).one_or_none()
+        return _batch(row) if row is not None else None
+
     def get_batch(self, batch_id: int) -> Batch:
         """The batch `batch_id`; StoreError if there is none."""
         with self._transaction(f"reading batch {batch_id}") as conn:
@@ -658,7 +670,11 @@ class AnomalyStore:
         html_path: str,
         json_path: str,
     ) -> int:
-        """Record the drift report of a batch (`details`: per-column results); returns its id."""
+        """Record the drift report of a batch (`details`: per-column results); returns its id.
+
+        A batch has one drift report: recording another (two processes scored the batch at
+        once, or monitoring ran again) replaces it and keeps its id.
+        """
         if not 0.0 <= float(drifted_share) <= 1.0:  # also refuses NaN
             raise ConfigError(f"drifted_share must be in [0, 1], got {drifted_share}")
         values = {
@@ -672,7 +688,11 @@ class AnomalyStore:
         }
         with self._transaction(f"recording drift of batch {batch_id}", write=True) as conn:
             self._require_batch(conn, batch_id)
-            stmt = sa.insert(drift_reports_table).values(values).returning(drift_reports_table.c.id)
+            ins = self._insert(drift_reports_table).values(values)
+            stmt = ins.on_conflict_do_update(
+                index_elements=["batch_id"],
+                set_={k: ins.excluded[k] for k in values if k != "batch_id"},
+            ).returning(drift_reports_table.c.id)
             return int(conn.execute(stmt).scalar_one())
 
     def list_drift_reports(self, *, model_name: str | None = None, limit: int = 100) -> list[DriftReportRow]:
@@ -823,7 +843,7 @@ def create_store_engine(url: str) -> Engine:
     safe = _safe_url(url)
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise StoreError(f"invalid database URL {safe!r}: {exc}") from exc
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
@@ -912,7 +932,7 @@ def _safe_url(url: str) -> str:
     """The URL with its password hidden, for messages."""
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
 

@@ -32,6 +32,7 @@ from aemon.batches import (  # noqa: E402
     score_batch_into_store,
 )
 from aemon.detector import Detector  # noqa: E402
+from aemon.errors import AemonError, ConfigError, safe_text  # noqa: E402
 from aemon.registry import ModelRef  # noqa: E402
 from aemon.store import AnomalyStore  # noqa: E402
 from flows.common import logger, retry_on_io  # noqa: E402
@@ -46,8 +47,11 @@ def load_model(model: str) -> tuple[Detector, ModelRef]:
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def score_and_store(path: Path, detector: Detector, ref: ModelRef, store: AnomalyStore) -> BatchOutcome:
-    """Score one batch and write its flagged records (exactly once per content and version)."""
+def score_and_store(
+    path: Path, detector: Detector, ref: ModelRef, store: AnomalyStore, inbox: Path | None = None
+) -> BatchOutcome:
+    """Score one batch and write its flagged records (exactly once per content and version).
+    With `inbox`, a link that leads out of it is quarantined unread."""
     outcome = score_batch_into_store(
         store,
         detector,
@@ -55,6 +59,7 @@ def score_and_store(path: Path, detector: Detector, ref: ModelRef, store: Anomal
         model_name=ref.name,
         model_version=ref.version,
         error_map_root=config.reports_dir(),
+        inbox=inbox,
     )
     log = logger()
     if outcome.status == "quarantined":
@@ -69,10 +74,12 @@ def score_and_store(path: Path, detector: Detector, ref: ModelRef, store: Anomal
 @task(cache_policy=NO_CACHE)
 def monitor(
     outcome: BatchOutcome, path: Path, detector: Detector, ref: ModelRef, store: AnomalyStore
-) -> tuple[drift.DriftResult | None, drift.FlagRateCheck | None]:
+) -> tuple[drift.DriftResult | None, drift.FlagRateCheck | None, str | None]:
     """Drift report against the model's reference profile, and the flag-rate check.
 
-    Monitoring never fails a batch whose records are already written: problems are logged.
+    Monitoring never fails a batch whose records are already written: a problem (a reports
+    folder that cannot be written, MLflow unreachable) comes back as the third value, a
+    one-line warning that the caller shows with the batch.
     """
     assert outcome.result is not None and outcome.batch_id is not None
     log = logger()
@@ -82,13 +89,15 @@ def monitor(
     reference = registry.load_drift_reference(ref)
     if reference is None:
         log.info("%s has no drift reference profile: no drift report", ref)
-        return None, flag_rate
-    out_dir = config.reports_dir() / ref.name / str(outcome.batch_id)
+        return None, flag_rate, None
+    # The content hash keeps apart batches of two databases that share one AEMON_HOME.
+    out_dir = config.reports_dir() / ref.name / f"{outcome.batch_id}-{outcome.content_sha256[:12]}"
     try:
         report = drift.monitor_batch(detector, path, outcome.result, reference, out_dir)
     except Exception as exc:  # the batch is written; a report problem must not undo that
-        log.error("drift report for %s failed: %s", path, exc)
-        return None, flag_rate
+        failed = f"no drift report: {type(exc).__name__}: {safe_text(exc, 300)}"
+        log.warning("%s: %s", path, failed)
+        return None, flag_rate, failed
     store.record_drift_report(
         outcome.batch_id,
         drift_detected=report.drift_detected,
@@ -97,7 +106,12 @@ def monitor(
         html_path=str(report.html_path),
         json_path=str(report.json_path),
     )
-    registry.log_drift_report(ref, outcome.batch_id, out_dir)
+    note: str | None = None
+    try:
+        registry.log_drift_report(ref, outcome.batch_id, out_dir, outcome.content_sha256)
+    except AemonError as exc:
+        note = f"drift report not attached to the model's MLflow run: {safe_text(exc, 300)}"
+        log.warning("%s: %s", path, note)
     log.info(
         "%s: drift %s (%.0f %% of columns), report %s",
         path,
@@ -105,7 +119,7 @@ def monitor(
         100 * report.drifted_share,
         report.html_path,
     )
-    return report, flag_rate
+    return report, flag_rate, note
 
 
 @task(cache_policy=NO_CACHE)
@@ -141,10 +155,14 @@ def file_away(path: Path, inbox: Path, outcome: BatchOutcome) -> str:
     return str(move_batch(path, inbox, where))
 
 
-def _process(path: Path, detector: Detector, ref: ModelRef, store: AnomalyStore) -> BatchOutcome:
-    outcome = score_and_store(path, detector, ref, store)
+def _process(
+    path: Path, detector: Detector, ref: ModelRef, store: AnomalyStore, inbox: Path | None = None
+) -> BatchOutcome:
+    outcome = score_and_store(path, detector, ref, store, inbox)
     if outcome.status == "done":
-        report, flag_rate = monitor(outcome, path, detector, ref, store)
+        report, flag_rate, note = monitor(outcome, path, detector, ref, store)
+        if note is not None:
+            outcome.warnings.append(note)
         sent = alert(outcome, report, flag_rate, store)
         outcome.alerts = [vars(o) for o in sent]
         if report is not None:
@@ -170,9 +188,25 @@ def process_batch(
     """One inbox batch from start to finish, then filed away. A task of its own so that a Dask
     cluster can take it: it opens its own connection to the database."""
     with AnomalyStore(database_url) as store:
-        outcome = _process(path, detector, ref, store)
+        outcome = _process(path, detector, ref, store, inbox)
     outcome.moved_to = file_away(path, inbox, outcome)
     return outcome.summary()
+
+
+def inbox_folder(inbox: str) -> Path:
+    """The inbox as a Path; ConfigError when it is empty or relative."""
+    if not isinstance(inbox, str) or not inbox.strip():
+        raise ConfigError(
+            "score-inbox needs an inbox folder and got an empty path (is AEMON_INBOX set where "
+            "the deployment was created?); refusing to take the working directory as the inbox"
+        )
+    folder = Path(inbox).expanduser()
+    if not folder.is_absolute():
+        raise ConfigError(
+            f"the inbox must be an absolute path, got {inbox!r}: a relative one depends on the "
+            "worker's working directory"
+        )
+    return folder
 
 
 @contextmanager
@@ -194,8 +228,14 @@ def batch_runner(dask: str | None) -> Iterator[TaskRunner[Any]]:
 @flow(name="score-inbox")
 def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[str, Any]]:
     """Score every new batch in `inbox`, then move each to done/ or quarantine/. With `dask`,
-    the batches run in parallel on that Dask cluster (see `batch_runner`)."""
-    folder = Path(inbox)
+    the batches run in parallel on that Dask cluster (see `batch_runner`).
+
+    `inbox` must be an absolute path: an empty one (an unset `AEMON_INBOX` in a deployment)
+    or a relative one would be the worker's working directory, whose files would all be moved
+    to quarantine/."""
+    folder = inbox_folder(inbox)
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError("score-inbox needs a model and got an empty name (is AEMON_MODEL set?)")
     batches = list_new_batches(folder)
     if not batches:
         logger().info("no new batches in %s", folder)

@@ -8,6 +8,7 @@ Large files are read in chunks (pyarrow record batches), so memory stays bounded
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from aemon.errors import ConfigError, DataError, SchemaError
+from aemon.errors import ConfigError, DataError, SchemaError, safe_text
 
 FillMethod = Literal["ffill", "interpolate", "zero"]
 FILL_METHODS: tuple[str, ...] = ("ffill", "interpolate", "zero")
 TIMESERIES_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
 DEFAULT_CHUNK_ROWS = 1_000_000
+EXCERPT_CHARS = 20  # of a bad file's content quoted in an error
+_ZONE_SUFFIX = r"(?:[zZ]|UTC|GMT|[+-]\d\d(?::?\d\d)?)\s*$"  # a timestamp text with a zone
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ def validate_chunk(
                 source=source,
                 record=int(bad[0] + first_row),
             )
+        parsed = _one_time_zone_kind(parsed, raw, schema.timestamp_col, first_row, source)
         if getattr(parsed.dt, "tz", None) is not None:
             parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
         timestamps = parsed.to_numpy(dtype="datetime64[ns]")
@@ -182,6 +186,35 @@ def validate_chunk(
             )
         values = fill_missing(values, fill)
     return SeriesChunk(values=values.astype(np.float32), timestamps=timestamps, first_row=first_row)
+
+
+def _one_time_zone_kind(
+    parsed: pd.Series, raw: pd.Series, column: str, first_row: int, source: str
+) -> pd.Series:
+    """Parsed timestamps as one datetime64 column. pandas leaves an object column when the
+    values do not share one time zone: offsets that differ (a DST change) are converted to UTC,
+    while a mix of timestamps with and without a zone is an error naming the first row whose
+    kind differs from the first row's (a naive time has no place on a UTC axis)."""
+    if pd.api.types.is_datetime64_any_dtype(parsed):
+        if getattr(parsed.dt, "tz", None) is None or not pd.api.types.is_string_dtype(raw):
+            return parsed
+        # pandas' ISO parser gives naive text the zone of the first value: check the text.
+        aware = raw.astype(str).str.contains(_ZONE_SUFFIX, regex=True).to_numpy(dtype=bool)
+        if aware.all():
+            return parsed
+    else:
+        aware = np.array([getattr(t, "tzinfo", None) is not None for t in parsed])
+        if aware.all():
+            return pd.to_datetime(parsed, utc=True)
+    odd = int(np.flatnonzero(aware != aware[0])[0])
+    with_zone, without = (odd, 0) if aware[odd] else (0, odd)
+    raise DataError(
+        f"timestamps in column {column!r} mix values with and without a time zone: row "
+        f"{with_zone + first_row} ({raw.iloc[with_zone]!r}) has one, row {without + first_row} "
+        f"({raw.iloc[without]!r}) has none; write every timestamp with a zone or none",
+        source=source,
+        record=odd + first_row,
+    )
 
 
 def _parse_timestamps(raw: pd.Series) -> pd.Series:
@@ -249,8 +282,21 @@ def read_frame_chunks(path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Itera
                 yield pending.to_pandas()
             return
     except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"cannot read file: {exc}", source=path) from exc
+        raise DataError(f"cannot read file: {_arrow_reason(exc)}", source=path) from exc
     raise DataError(f"unsupported time-series file type; expected one of {TIMESERIES_SUFFIXES}", source=path)
+
+
+def _arrow_reason(exc: Exception) -> str:
+    """pyarrow's message with the file content it quotes (a whole CSV line) cut to a short
+    excerpt: a file that is not what it claims (a link to /etc/passwd) must not end up in the
+    batch ledger or on the terminal."""
+    text = " ".join(str(exc).split())
+    found = re.match(r"(.*?\bgot \d+): (.*)$", text)
+    if found:
+        head, line = found.groups()
+        more = "\u2026" if len(line) > EXCERPT_CHARS else ""
+        return f"{head}: line starts {line[:EXCERPT_CHARS]!r}{more}"  # repr escapes control chars
+    return safe_text(text, 200)
 
 
 def iter_series(

@@ -156,7 +156,8 @@ def test_a_batch_that_fails_is_left_in_the_inbox_and_the_others_go_on(
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    (inbox / "a_ghost.csv").symlink_to(tmp_path / "gone.csv")  # listed, then unreadable
+    # Listed, then unreadable. It points inside the inbox: a link out of it is quarantined.
+    (inbox / "a_ghost.csv").symlink_to(inbox / ".gone.csv")
     history.iloc[2 * WEEK :].to_csv(inbox / "b_good.csv", index=False)
     with pytest.raises(RuntimeError, match=r"1 of 2 batches failed: a_ghost.csv: .*batch not found"):
         score_inbox(str(inbox), registered)

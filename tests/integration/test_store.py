@@ -7,6 +7,7 @@ scoring the same batch leave one set of rows.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import multiprocessing
 import os
@@ -75,7 +76,7 @@ def table_names(url: str) -> set[str]:
 
 def test_opening_a_new_database_creates_every_table(db_url: str) -> None:
     with AnomalyStore(db_url) as store:
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == "0002"
     assert table_names(db_url) == TABLES
     if db_url.startswith("postgresql"):  # all in the test's schema, Alembic's table included
         engine = sa.create_engine(db_url)
@@ -99,13 +100,13 @@ def test_upgrade_on_an_empty_database_then_again_is_a_no_op(db_url: str) -> None
         assert table_names(db_url) == set()
         assert store.current_revision() is None
 
-        assert store.upgrade() == "0001"
+        assert store.upgrade() == "0002"
         assert table_names(db_url) == TABLES
         batch = claimed(store)
-        assert store.upgrade() == "0001"  # nothing to do: data and version untouched
+        assert store.upgrade() == "0002"  # nothing to do: data and version untouched
         assert store.get_batch(batch.id) == batch
         with engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0001",)]
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0002",)]
         engine.dispose()
 
 
@@ -569,6 +570,83 @@ def test_drift_report_round_trip(store: AnomalyStore) -> None:
         store.record_drift_report(
             999, drift_detected=False, drifted_share=0, details={}, html_path="", json_path=""
         )
+
+
+def _report(store: AnomalyStore, batch_id: int, name: str, detected: bool) -> int:
+    return store.record_drift_report(
+        batch_id,
+        drift_detected=detected,
+        drifted_share=0.5 if detected else 0.0,
+        details={"name": name},
+        html_path=f"/reports/{name}.html",
+        json_path=f"/reports/{name}.json",
+    )
+
+
+def test_a_batch_has_one_drift_report_even_when_scored_twice_at_once(
+    store: AnomalyStore, db_url: str
+) -> None:
+    batch = claimed(store)
+    first = _report(store, batch.id, "first", False)
+    assert _report(store, batch.id, "second", True) == first  # replaced, same id
+    [row] = store.list_drift_reports()
+    assert (row.id, row.drift_detected, row.html_path, row.details) == (
+        first,
+        True,
+        "/reports/second.html",
+        {"name": "second"},
+    )
+    # Two processes that scored the same batch record their reports at once: one row.
+    other = claimed(store, "other")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        stores = [AnomalyStore(db_url) for _ in range(4)]
+        ids = set(pool.map(lambda i: _report(stores[i], other.id, f"w{i}", i % 2 == 0), range(4)))
+        for opened in stores:
+            opened.close()
+    assert len(ids) == 1 and len(store.list_drift_reports()) == 2
+
+
+def test_migration_0002_keeps_the_newest_drift_report_of_each_batch(db_url: str) -> None:
+    from alembic import command
+
+    if db_url.startswith("sqlite"):
+        Path(sa.make_url(db_url).database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(db_url)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:  # a database of aemon 0001 where two scorings both reported
+        cfg = store_module._alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(
+            store_module.batches_table.insert().values(
+                id=1,
+                source="a.csv",
+                content_sha256=sha("a"),
+                model_name="cpu",
+                model_version="1",
+                status="done",
+                n_records=1,
+                n_flagged=0,
+                started_at=now,
+            )
+        )
+        for name in ("old", "new"):
+            conn.execute(
+                store_module.drift_reports_table.insert().values(
+                    batch_id=1,
+                    drift_detected=name == "new",
+                    drifted_share=0.0,
+                    details={},
+                    html_path=f"{name}.html",
+                    json_path=f"{name}.json",
+                    created_at=now,
+                )
+            )
+    engine.dispose()
+    with AnomalyStore(db_url) as store:
+        assert store.current_revision() == "0002"
+        [row] = store.list_drift_reports()
+        assert (row.html_path, row.drift_detected) == ("new.html", True)
 
 
 def test_alert_upsert_counts_attempts_until_sent(store: AnomalyStore) -> None:
