@@ -49,6 +49,7 @@ class ModelSpec:
     variational: bool = False
     output: str = "identity"  # "identity" | "sigmoid"
     patch: int = 1  # sequence models: steps per LSTM step (a strided linear embedding)
+    edge_gain: float = 1.0  # aer: weight of the edge predictions' errors (see _weigh_edges)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,9 +68,10 @@ def default_spec(
     variational: bool = False,
     output: str = "identity",
     patch: int | None = None,
+    edge_gain: float | None = None,
 ) -> ModelSpec:
     """Sizes that work without tuning: a bottleneck of about 1/8 of the input (4..64; 16..64
-    for the sequence models), LSTMs of 64 units (`aer`: 32 per direction)."""
+    for the sequence models), LSTMs of 32 units (`aer`: 32 per direction)."""
     if arch not in ARCHITECTURES:
         raise ConfigError(f"model must be one of {ARCHITECTURES}, got {arch!r}")
     sequence = arch in SEQUENCE_ARCHITECTURES
@@ -89,7 +91,7 @@ def default_spec(
         raise ConfigError(f"model {arch!r} takes one hidden size (LSTM units), got {hidden}")
     if hidden is None:
         if sequence:
-            hidden = (64,) if arch == "lstm" else (32,)
+            hidden = (32,)  # per direction for aer
         elif arch == "dense":
             h1 = int(min(512, max(32, n_in // 2)))
             hidden = (h1, int(max(latent_dim * 2, h1 // 2)))
@@ -99,8 +101,12 @@ def default_spec(
         patch = max(1, input_shape[0] // 16) if sequence else 1
     if patch < 1 or (patch > 1 and not sequence):
         raise ConfigError(f"patch must be 1 for {arch!r} and >= 1 for the sequence models, got {patch}")
+    if edge_gain is None:
+        edge_gain = 1.0
+    if edge_gain <= 0 or (edge_gain != 1 and (arch != "aer" or output != "identity")):
+        raise ConfigError("edge_gain must be > 0, and 1 unless the model is 'aer' with identity output")
     return ModelSpec(
-        arch, modality, tuple(input_shape), latent_dim, tuple(hidden), variational, output, patch
+        arch, modality, tuple(input_shape), latent_dim, tuple(hidden), variational, output, patch, edge_gain
     )
 
 
@@ -250,4 +256,26 @@ class Autoencoder(nn.Module):
         code = mu
         if sample and logvar is not None:
             code = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return AEOutput(self.decode(code), code, mu, logvar)
+        recon = self.decode(code)
+        if self.spec.edge_gain != 1:
+            recon = self._weigh_edges(recon, x)
+        return AEOutput(recon, code, mu, logvar)
+
+    def _weigh_edges(self, recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """aer: make the two edge predictions count `edge_gain**2` times a reconstructed step in
+        squared errors (`edge_gain` times in absolute ones), in scores and in training alike.
+
+        Scoring compares `recon` with the input, so in evaluation an edge is returned as
+        `x + gain * (prediction - x)`: its error is the prediction's, times the gain. Training
+        compares it with the clean target, which the forward pass does not see under the
+        denoising objective, so there the prediction is returned unchanged and only its
+        gradient is scaled by `gain**2`.
+        """
+        g = self.spec.edge_gain
+        edges = recon[:, [0, -1]]
+        if self.training:
+            edges = edges + (g * g - 1) * (edges - edges.detach())
+        else:
+            target = x[:, [0, -1]]
+            edges = target + g * (edges - target)
+        return torch.cat([edges[:, :1], recon[:, 1:-1], edges[:, 1:]], dim=1)

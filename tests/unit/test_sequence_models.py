@@ -53,6 +53,29 @@ def test_aer_hides_the_edges_from_the_encoder() -> None:
     assert not torch.equal(model(x).recon, model(y).recon)
 
 
+def test_aer_edge_gain_weighs_the_prediction_errors() -> None:
+    """Evaluation: edge errors times gain**2 (squared); training: same values, gradients x gain**2."""
+    x = torch.randn(4, 10, 2)
+    plain = Autoencoder(default_spec("aer", "timeseries", (10, 2), latent_dim=4))
+    gained = Autoencoder(default_spec("aer", "timeseries", (10, 2), latent_dim=4, edge_gain=3.0))
+    gained.load_state_dict(plain.state_dict())
+    plain.eval(), gained.eval()
+    e0, e1 = (plain(x).recon - x).square(), (gained(x).recon - x).square()
+    torch.testing.assert_close(e1[:, [0, -1]], 9 * e0[:, [0, -1]])
+    torch.testing.assert_close(e1[:, 1:-1], e0[:, 1:-1])
+    plain.train(), gained.train()
+    grads = []
+    for model in (plain, gained):
+        recon = model(x).recon
+        assert torch.equal(recon, plain(x).recon)
+        model.zero_grad()
+        (recon[:, 0] - x[:, 0]).square().sum().backward()
+        grads.append(model.decoder.out.bias.grad.clone())
+    torch.testing.assert_close(grads[1], 9 * grads[0])
+    with pytest.raises(ConfigError, match="edge_gain"):
+        default_spec("lstm", "timeseries", (10, 2), edge_gain=2.0)
+
+
 @pytest.mark.parametrize("arch", SEQUENCE_ARCHITECTURES)
 @pytest.mark.parametrize("objective", ["undercomplete", "denoising", "vae", "sparse", "contractive"])
 def test_training_lowers_the_loss(arch: str, objective: str) -> None:
