@@ -304,13 +304,88 @@ def calibrate_event_budget(
             break
         chosen = float(ranked[i]) if i < len(ranked) else float(np.nextafter(value, -np.inf))
     chosen = max(chosen, lowest)
-    params = {
+    params: dict[str, Any] = {
         "false_alarms": budget,
         "allowed_events": allowed,
         "gap": gap,
         "calibration_span_s": duration.total_seconds(),
     }
+    if held_out:
+        # The scan vouches only for rates the held-out span has seen several times; below
+        # that, extrapolate the event rate from the tail of the event peaks, and keep the higher.
+        tail = event_rate_tail(scores, duration, gap)
+        if tail is not None:
+            params.update(tail.params)
+            chosen = max(chosen, tail.threshold_for(count / (period / pd.Timedelta("1D"))))
     return Threshold(chosen, "event_budget", params)
+
+
+@dataclass(frozen=True)
+class EventRateTail:
+    """Peaks over threshold for events: above `level`, events (flagged points merged as in
+    `find_events`) arrive at `rate_per_day`, and their peaks exceed `level` by a generalised
+    Pareto amount (`shape`, `scale`). Declustered exceedances of a high level form a Poisson
+    process (Coles 2001, ch. 5), so the event rate at any higher threshold follows."""
+
+    level: float
+    rate_per_day: float
+    shape: float
+    scale: float
+    n_events: int
+
+    def rate_at(self, threshold: float) -> float:
+        y = max(0.0, threshold - self.level)
+        if abs(self.shape) < 1e-8:
+            return self.rate_per_day * math.exp(-y / self.scale)
+        base = 1 + self.shape * y / self.scale
+        return 0.0 if base <= 0 else self.rate_per_day * base ** (-1 / self.shape)
+
+    def threshold_for(self, rate_per_day: float) -> float:
+        if rate_per_day >= self.rate_per_day:
+            return self.level
+        ratio = self.rate_per_day / rate_per_day
+        if abs(self.shape) < 1e-8:
+            return self.level + self.scale * math.log(ratio)
+        return self.level + self.scale / self.shape * (ratio**self.shape - 1)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "tail_level": self.level,
+            "tail_events_per_day": self.rate_per_day,
+            "tail_shape": self.shape,
+            "tail_scale": self.scale,
+            "tail_events": self.n_events,
+        }
+
+
+def event_rate_tail(
+    scores: np.ndarray, duration: pd.Timedelta, gap: int, min_events: int = 10
+) -> EventRateTail | None:
+    """Fit `EventRateTail` at the highest level (a high quantile of `scores`) that yields at
+    least `min_events` events; None when no level does (too little held-out data)."""
+    from scipy.stats import genpareto
+
+    days = duration / pd.Timedelta("1D")
+    if days <= 0 or len(scores) < 10 * min_events:
+        return None
+    for q in (0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5):
+        level = float(np.quantile(scores, q))
+        spans = find_events(scores > level, gap)
+        if len(spans) < min_events:
+            continue
+        bounds = np.stack([spans[:, 0], spans[:, 1] + 1], axis=1).ravel()
+        peaks = np.maximum.reduceat(scores, bounds[bounds < len(scores)])[::2]
+        excess = peaks - level
+        if not (excess > 0).any() or np.ptp(excess) == 0:
+            return None
+        shape, _, scale = genpareto.fit(excess, floc=0.0)
+        # A short sample can suggest a bounded tail that is not there: never promise one
+        # shorter than the exponential's.
+        shape = max(float(shape), 0.0)
+        scale = max(float(scale), 1e-12)
+        return EventRateTail(level, len(spans) / days, shape, scale, len(spans))
+    return None
 
 
 def threshold_from_feedback(

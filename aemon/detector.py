@@ -48,7 +48,14 @@ from aemon.data.timeseries import (
 )
 from aemon.errors import ConfigError, DataError, ModelFormatError, NotFittedError, SchemaError
 from aemon.models import ARCHITECTURES, Autoencoder, ModelSpec, default_spec
-from aemon.scoring import encode, score_images, score_windows
+from aemon.scoring import (
+    SeriesScoring,
+    encode,
+    fit_series_scoring,
+    score_images,
+    score_windows,
+    series_point_scores,
+)
 from aemon.training import TrainConfig, resolve_device, train_autoencoder
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,9 @@ FORMAT_VERSION = 1
 MODALITIES = ("timeseries", "image")
 WEIGHTS_FILE, MANIFEST_FILE = "weights.pt", "manifest.json"
 Input = str | Path | pd.DataFrame | np.ndarray
+# Series alarms are events: the default promise is this many false events per unit of time,
+# calibrated on held-out reference data (chosen by measurement, see the README).
+DEFAULT_FALSE_ALARMS = "1/week"
 Z_LIMIT = 1e6  # standardized inputs are clipped here (float32 must not overflow)
 
 
@@ -154,10 +164,16 @@ class Detector:
         noise, noise_level: corruption of the denoising objective.
         threshold: quantile | mad | pot | f1; target_fpr: promised false-positive rate.
         false_alarms: time series only, a budget such as "1/day" counted in events on held-out
-            reference data; when set it decides the threshold (never below the `target_fpr`
-            quantile, so events cannot hide a flood of flagged points).
+            reference data; it decides the threshold (never below the `target_fpr` quantile,
+            so events cannot hide a flood of flagged points). "auto" (default): the budget
+            DEFAULT_FALSE_ALARMS for a series with a time column and the `quantile` method;
+            a pointwise threshold otherwise (no time column, or `threshold` mad|pot|f1).
+            None: pointwise, at `target_fpr`.
         event_gap: flagged points closer than this many points join one event
             (None: window // 2).
+        smoothing: series: points of the centred moving average over point scores (None:
+            window // 4; 1: none). Column errors are first divided by each column's typical
+            error on held-out reference data (see `aemon.scoring.SeriesScoring`).
         learning_rate: Adam's step size (None: 1e-3 for series, 2e-3 for images).
         samples_per_epoch: samples drawn per epoch (None: the training set size clipped to
             [4096, 50000] for series, 2048 for images).
@@ -209,8 +225,9 @@ class Detector:
         calibration_fraction: float = 0.2,
         threshold: str = "quantile",
         target_fpr: float = 0.01,
-        false_alarms: str | None = None,
+        false_alarms: str | None = "auto",
         event_gap: int | None = None,
+        smoothing: int | None = None,
         timestamp_col: str | None = None,
         columns: Sequence[str] | None = None,
         fill: str | None = None,
@@ -245,6 +262,7 @@ class Detector:
         self.target_fpr = target_fpr
         self.false_alarms = false_alarms
         self.event_gap = event_gap
+        self.smoothing = smoothing
         self.timestamp_col = timestamp_col
         self.columns = columns
         self.fill = fill
@@ -283,8 +301,10 @@ class Detector:
             raise ConfigError(f"threshold method must be one of {THRESHOLD_METHODS}, got {self.threshold!r}")
         if self.model not in ("auto", *ARCHITECTURES):
             raise ConfigError(f"model must be one of {('auto', *ARCHITECTURES)}, got {self.model!r}")
-        if self.false_alarms is not None:
+        if self.false_alarms not in (None, "auto"):
             parse_rate(self.false_alarms)
+        if self.smoothing is not None and self.smoothing < 1:
+            raise ConfigError(f"smoothing must be >= 1 point, got {self.smoothing}")
         if not 0 < self.worst_pixels <= 1:
             raise ConfigError(f"worst_pixels must be in (0, 1], got {self.worst_pixels}")
 
@@ -416,8 +436,13 @@ class Detector:
             progress=self.progress,
         )
         cal = slice(n_train + n_val, n)
-        col_err = self._series_errors([z[cal]])
-        cal_scores = col_err.mean(axis=1)
+        cal_err = self._series_errors([z[cal]])
+        # Column scales from the validation part when it holds a window, so the threshold
+        # is calibrated on errors the scales never saw.
+        val_err = self._series_errors([z[n_train : n_train + n_val]]) if n_val >= w else cal_err
+        smoothing = self.smoothing if self.smoothing is not None else max(1, w // 4)
+        self.series_scoring_: SeriesScoring | None = fit_series_scoring(val_err, smoothing)
+        cal_scores, _ = series_point_scores(cal_err, self.series_scoring_)
         cal_labels = y[cal] if y is not None else None
         stamps = series.timestamps[cal] if series.timestamps is not None else None
         self._set_threshold(cal_scores, cal_labels, stamps)
@@ -460,6 +485,7 @@ class Detector:
         cal_scores, _ = score_images(
             self.model_, images[cal_idx], self.loss, self.device_, self.worst_pixels, keep_maps=False
         )
+        self.series_scoring_ = None
         self._set_threshold(cal_scores, y[cal_idx] if y is not None else None, None)
         self.fingerprint_ = _fingerprint(images)
         self.n_train_records_ = len(train_idx)
@@ -468,24 +494,35 @@ class Detector:
         self, cal_scores: np.ndarray, cal_labels: np.ndarray | None, stamps: np.ndarray | None
     ) -> None:
         normal_scores = cal_scores[~cal_labels] if cal_labels is not None else cal_scores
-        if self.false_alarms is not None:
-            if stamps is None:
-                raise ConfigError("false_alarms needs a time column to count events per time")
+        budget = self._event_budget(stamps)
+        if budget is not None:
+            assert stamps is not None  # _event_budget checked it
             duration = pd.Timedelta(stamps[-1] - stamps[0])
             # Never below the pointwise promise: merged events must not hide a flood of points.
             floor = conformal_quantile(normal_scores, self.target_fpr)
-            thr = calibrate_event_budget(
-                cal_scores, duration, self.false_alarms, gap=self._gap(), floor=floor
-            )
+            thr = calibrate_event_budget(cal_scores, duration, budget, gap=self._gap(), floor=floor)
         elif self.threshold == "f1":
             thr = calibrate_threshold(cal_scores, "f1", target_fpr=self.target_fpr, labels=cal_labels)
         else:
             thr = calibrate_threshold(normal_scores, self.threshold, target_fpr=self.target_fpr)
+        self.false_alarms_ = budget
         self.threshold_info_ = thr
         self.threshold_ = thr.value
         self.calibration_scores_ = thin_scores(normal_scores)
         self.calibration_summary_ = summarize_scores(normal_scores)
         self.calibration_fpr_ = float(np.mean(normal_scores > thr.value))
+
+    def _event_budget(self, stamps: np.ndarray | None) -> str | None:
+        """The false-alarm budget that decides the threshold, or None for a pointwise one."""
+        if self.false_alarms is None:
+            return None
+        if self.false_alarms == "auto":
+            if stamps is None or self.threshold != "quantile":
+                return None
+            return DEFAULT_FALSE_ALARMS
+        if stamps is None:
+            raise ConfigError("false_alarms needs a time column to count events per time")
+        return self.false_alarms
 
     def _fill(self) -> FillMethod | None:
         if self.fill is not None and self.fill not in FILL_METHODS:
@@ -555,8 +592,7 @@ class Detector:
                     stamps.append(c.timestamps)
                 yield self._standardize(c.values)
 
-        col_err = self._series_errors(standardized())
-        scores = col_err.mean(axis=1)
+        scores, col_err = series_point_scores(self._series_errors(standardized()), self.series_scoring_)
         flags = scores > self.threshold_
         timestamps = np.concatenate(stamps) if stamps else None
         events = describe_events(find_events(flags, self._gap()), scores, col_err, schema.columns, timestamps)
@@ -626,7 +662,13 @@ class Detector:
             "schema": schema,
             "model": self.model_.spec.to_dict(),
             "preprocessing": {"offset": self.offset_.tolist(), "scale": self.scale_.tolist()},
-            "threshold": {"value": thr.value, "method": thr.method, "params": thr.params},
+            "threshold": {
+                "value": thr.value,
+                "method": thr.method,
+                "params": thr.params,
+                "false_alarms": self.false_alarms_,
+            },
+            "scoring": self.series_scoring_.to_dict() if self.series_scoring_ is not None else None,
             "calibration": {
                 "scores": self.calibration_scores_.tolist(),
                 "summary": self.calibration_summary_,
@@ -688,6 +730,10 @@ class Detector:
             t = manifest["threshold"]
             det.threshold_info_ = Threshold(float(t["value"]), t["method"], t["params"])
             det.threshold_ = float(t["value"])
+            # Saved before events were the default: the budget was the false_alarms argument.
+            det.false_alarms_ = t.get("false_alarms", params.get("false_alarms"))
+            scoring = manifest.get("scoring")  # absent before normalised, smoothed scores
+            det.series_scoring_ = SeriesScoring.from_dict(scoring) if scoring else None
             cal = manifest["calibration"]
             det.calibration_scores_ = np.asarray(cal["scores"], dtype=np.float64)
             det.calibration_summary_ = cal["summary"]

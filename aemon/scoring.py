@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -161,3 +162,62 @@ def encode(
             x = torch.from_numpy(np.ascontiguousarray(samples[i : i + chunk])).to(device)
             out.append(model.encode(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.empty((0, model.spec.latent_dim), np.float32)
+
+
+# --- series: from per-column errors to one score per point ---------------------------------
+
+
+@dataclass(frozen=True)
+class SeriesScoring:
+    """How per-point, per-column errors become one score per point (stored in the manifest).
+
+    `column_scale`: each column's typical error on held-out reference data; a column's error
+    is divided by it, so columns count alike whatever their units or how well the model
+    reconstructs them. A column the model reproduces (near-)exactly, such as one that never
+    moved in the reference, has its scale floored at `floor` times the median column scale:
+    otherwise the least wiggle of it would outweigh every other column.
+    `smoothing`: points of the centred moving average over the point scores, so that scattered
+    single-point noise does not become alarms while sustained deviations stay.
+    """
+
+    column_scale: tuple[float, ...]
+    smoothing: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"column_scale": list(self.column_scale), "smoothing": self.smoothing}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SeriesScoring:
+        return cls(tuple(float(v) for v in d["column_scale"]), int(d["smoothing"]))
+
+
+def fit_series_scoring(reference_errors: np.ndarray, smoothing: int, floor: float = 1.0) -> SeriesScoring:
+    """Column scales from per-column errors on held-out reference points (see SeriesScoring)."""
+    scale = np.asarray(reference_errors, dtype=np.float64).mean(axis=0)
+    positive = scale[scale > 0]
+    lowest = floor * float(np.median(positive)) if len(positive) else 1.0
+    scale = np.maximum(scale, max(lowest, 1e-12))
+    return SeriesScoring(tuple(scale.tolist()), max(1, int(smoothing)))
+
+
+def series_point_scores(
+    column_errors: np.ndarray, scoring: SeriesScoring | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(point scores, normalised per-column errors). None: the plain mean over columns, as
+    detectors saved before normalisation were calibrated."""
+    if scoring is None:
+        return column_errors.mean(axis=1), column_errors
+    norm = column_errors / np.asarray(scoring.column_scale)
+    scores = norm.mean(axis=1)
+    if scoring.smoothing > 1 and len(scores):
+        scores = centred_mean(scores, scoring.smoothing)
+    return scores, norm
+
+
+def centred_mean(values: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over `width` points centred on each point (shorter at the ends)."""
+    c = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    n = len(values)
+    lo = np.clip(np.arange(n) - width // 2, 0, n)
+    hi = np.clip(np.arange(n) + (width - width // 2), 0, n)
+    return (c[hi] - c[lo]) / (hi - lo)

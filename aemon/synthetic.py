@@ -33,9 +33,14 @@ def make_series(
     noise: float = 0.1,
     seed: int = 0,
     period: int = 288,
+    flat_columns: int = 0,
 ) -> tuple[pd.DataFrame, np.ndarray, list[Incident]]:
     """A normal seasonal series, with `incidents` (kinds from INCIDENT_KINDS) injected at
-    evenly spread positions in its second half. Returns (frame, point labels, incidents)."""
+    evenly spread positions in its second half. Returns (frame, point labels, incidents).
+
+    `flat_columns` adds near-constant columns `flat_<i>` as server metrics have them (a
+    configured limit, a count of processes): an integer level that steps by one a few times,
+    never part of an incident."""
     rng = np.random.default_rng(seed)
     t = np.arange(n)
     base = np.sin(2 * np.pi * t / period)
@@ -79,6 +84,12 @@ def make_series(
             found.append(Incident(kind, int(at), int(end), (cols[j],)))
     stamps = pd.date_range(start, periods=n, freq=freq)
     frame = pd.DataFrame({"timestamp": stamps, **{c: values[:, i] for i, c in enumerate(cols)}})
+    for i in range(flat_columns):
+        level = np.full(n, 8.0 + 4 * i)
+        if i % 2:  # every other one steps up and back down by one a few times
+            for at in rng.choice(n, 3, replace=False):
+                level[at : at + int(rng.integers(10, period))] += 1
+        frame[f"flat_{i}"] = level
     return frame, labels, found
 
 

@@ -148,7 +148,7 @@ def report_calibration(detector: Detector) -> dict[str, float]:
     log.info("threshold %.6g (%s), calibration FPR %.4f", thr.value, thr.method, detector.calibration_fpr_)
     if (
         thr.method != "f1"
-        and detector.false_alarms is None
+        and detector.false_alarms_ is None
         and (detector.calibration_fpr_ > registry.FPR_SLACK * detector.target_fpr)
     ):
         log.warning(
@@ -222,7 +222,7 @@ def train(
     objective: str = "undercomplete",
     threshold: str = "quantile",
     target_fpr: float = 0.01,
-    false_alarms: str | None = None,
+    false_alarms: str | None = "auto",
     window: int = 64,
     latent_dim: int | None = None,
     epochs: int = 60,

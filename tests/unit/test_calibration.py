@@ -180,7 +180,11 @@ def test_event_budget_is_the_exact_scan(
     duration = pd.Timedelta(minutes=5 * n)
     thr = calibrate_event_budget(scores, duration, f"{per_day}/day", gap=gap, held_out=held_out)
     allowed = per_day * (duration / pd.Timedelta(days=1))
-    assert thr.value == _budget_by_brute_force(scores, allowed, gap, int(held_out))
+    scan = _budget_by_brute_force(scores, allowed, gap, int(held_out))
+    if "tail_level" in thr.params:  # held out: the extrapolated tail may only raise it
+        assert held_out and thr.value >= scan
+    else:
+        assert thr.value == scan
 
 
 def test_event_budget_keeps_the_strongest_scattered_events() -> None:

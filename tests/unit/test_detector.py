@@ -93,7 +93,9 @@ def test_save_load_gives_identical_scores(fitted: Detector, series: pd.DataFrame
     assert loaded.threshold_ == fitted.threshold_
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["format_version"] == 1
-    assert manifest["threshold"]["method"] == "quantile"
+    assert manifest["threshold"]["method"] == "event_budget"  # series default: events per time
+    assert manifest["threshold"]["false_alarms"] == "1/week"
+    assert len(manifest["scoring"]["column_scale"]) == 2
     assert manifest["training"]["fingerprint"].startswith("sha256:")
 
 
