@@ -437,11 +437,11 @@ class Detector:
         )
         cal = slice(n_train + n_val, n)
         cal_err = self._series_errors([z[cal]])
-        # Column scales from the validation part when it holds a window, so the threshold
-        # is calibrated on errors the scales never saw.
-        val_err = self._series_errors([z[n_train : n_train + n_val]]) if n_val >= w else cal_err
+        # Column scales from the training part, so the threshold is calibrated on errors
+        # the scales never saw.
+        train_err = self._series_errors([z[:n_train]])
         smoothing = self.smoothing if self.smoothing is not None else max(1, w // 4)
-        self.series_scoring_: SeriesScoring | None = fit_series_scoring(val_err, smoothing)
+        self.series_scoring_: SeriesScoring | None = fit_series_scoring(train_err, smoothing)
         cal_scores, _ = series_point_scores(cal_err, self.series_scoring_)
         cal_labels = y[cal] if y is not None else None
         stamps = series.timestamps[cal] if series.timestamps is not None else None
