@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from aemon.calibration import parse_rate
 from aemon.config import apply_environment_defaults
 from aemon.errors import ConfigError, DataError, NotFittedError
 
@@ -673,11 +674,43 @@ def promised_fpr(detector: Detector) -> float | None:
     return float(value) if value is not None else None
 
 
-def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0.001) -> FlagRateCheck | None:
-    """`flag_rate_check` of a scored batch against its detector's promise (None: no promise).
+def event_rate_check(
+    n_events: int, span: pd.Timedelta, budget: str, *, alpha: float = 0.001, min_ratio: float = 1.5
+) -> FlagRateCheck:
+    """Does a series batch raise more alarms (events) than the false-alarm `budget` promised?
 
-    Series are counted in blocks of one window (see `flag_rate_check`).
+    One-sided Poisson test of "the true event rate is <= the budget" over the batch's `span`;
+    broken when p < alpha and the count is at least `min_ratio` times the promise. Rates in
+    the result are events per day.
+
+    Example:
+        >>> event_rate_check(6, pd.Timedelta(days=1), "1/week").message
+        'this model raised 6 alarms in 1 days where it promised at most 1/week (p = 1e-08)'
     """
+    from scipy.stats import poisson
+
+    count, period = parse_rate(budget)
+    days = max(span / pd.Timedelta(days=1), 0.0)
+    promised = count * (span / period)
+    p_value = float(poisson.sf(n_events - 1, promised)) if n_events else 1.0
+    broken = p_value < alpha and n_events >= min_ratio * promised
+    what = f"{n_events} alarms in {days:.3g} days where it promised at most {budget} (p = {p_value:.2g})"
+    message = f"this model raised {what}" if broken else f"alarms within the promise: {what}"
+    per_day = count / (period / pd.Timedelta(days=1))
+    observed = n_events / days if days > 0 else 0.0
+    return FlagRateCheck(n_events, n_events, observed, per_day, p_value, broken, message)
+
+
+def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0.001) -> FlagRateCheck | None:
+    """The batch's alarms against its detector's promise (None: no promise): events per time
+    for a false-alarm budget (`event_rate_check`), else the pointwise flag rate
+    (`flag_rate_check`; series are counted in blocks of one window).
+    """
+    budget = detector.false_alarms_ if detector.modality_ == "timeseries" else None
+    if budget is not None and result.events is not None and result.timestamps is not None:
+        stamps = result.timestamps
+        span = pd.Timedelta(stamps[-1] - stamps[0]) if len(stamps) else pd.Timedelta(0)
+        return event_rate_check(len(result.events), span, budget, alpha=alpha)
     promise = promised_fpr(detector)
     if promise is None:
         return None

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from aemon import Detector
+from aemon.calibration import Threshold
 from aemon.drift import (
     IMAGE_STATS,
     DriftResult,
@@ -214,6 +215,14 @@ def test_flag_rate_check_fires_on_a_broken_model(
     broken_model = copy.deepcopy(series_detector)
     broken_model.threshold_ = float(np.median(series_detector.calibration_scores_))  # flags ~half
     check = check_flag_rate(broken_model, broken_model.score(clean_series))
+    assert check is not None and check.broken  # the default promise: false alarms per week
+    assert check.observed_rate > 10 * check.promised_rate and check.promised_rate == 1 / 7
+    assert check.message.startswith("this model raised ") and "promised at most 1/week" in check.message
+
+    pointwise = copy.deepcopy(broken_model)  # a pointwise threshold keeps its pointwise check
+    pointwise.false_alarms_ = None
+    pointwise.threshold_info_ = Threshold(pointwise.threshold_, "quantile", {"target_fpr": 0.01})
+    check = check_flag_rate(pointwise, pointwise.score(clean_series))
     assert check is not None and check.broken
     assert check.observed_rate > 0.3 and check.promised_rate == 0.01
     assert check.message.startswith("this model flags ") and "where it promised 1.0 %" in check.message
