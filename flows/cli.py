@@ -229,8 +229,6 @@ def _root(
     _configure_output(verbose)
 
 
-@app.command()
-@friendly_errors
 def _budget(false_alarms: str | None, target_fpr: float | None) -> str | None:
     """The Detector's false_alarms: 'auto' unless a pointwise threshold was asked for."""
     if false_alarms is None:
@@ -238,6 +236,8 @@ def _budget(false_alarms: str | None, target_fpr: float | None) -> str | None:
     return None if false_alarms.strip().lower() in ("off", "none") else false_alarms
 
 
+@app.command()
+@friendly_errors
 def train(
     data: Annotated[
         Path,
