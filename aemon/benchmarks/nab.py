@@ -55,8 +55,8 @@ ORION_F1: dict[str, dict[str, float]] = {
     "LSTM AE": dict(zip(F1_CATEGORIES, (0.545, 0.750, 0.720, 0.533, 0.448), strict=True)),
 }
 NAB_SCOREBOARD = {"Numenta HTM (NuPIC v0.5.6)": 70.1, "Random Cut Forest": 51.7, "Windowed Gaussian": 39.6}
-# The detector the suite runs: aemon's defaults plus a false-alarm budget in events.
-NAB_DETECTOR: dict[str, Any] = {"false_alarms": "2/week"}
+# The detector the suite runs: aemon's defaults (events within DEFAULT_FALSE_ALARMS).
+NAB_DETECTOR: dict[str, Any] = {}
 
 
 @dataclass
@@ -184,7 +184,10 @@ def summarize_nab(
     outcomes: list[SignalOutcome], args: dict[str, Any], *, seed: int = 0, quick: bool = False
 ) -> SuiteResult:
     """F1 per category for each way of turning scores into events, and the NAB score."""
-    budget = str(args.get("false_alarms") or "1/week")
+    from aemon.detector import DEFAULT_FALSE_ALARMS
+
+    given = args.get("false_alarms")
+    budget = str(given) if given not in (None, "auto") else DEFAULT_FALSE_ALARMS
     counts: dict[str, dict[str, Counts]] = {m: {} for m in MODES}
     nab_scores: dict[str, float] = {}
     for mode in MODES:

@@ -15,6 +15,7 @@ from aemon.calibration import (
     calibrate_threshold,
     conformal_quantile,
     describe_events,
+    event_rate_tail,
     find_events,
     p_values,
     parse_rate,
@@ -217,3 +218,28 @@ def test_threshold_from_feedback(
         assert expected_above < thr.value < expected_above + 1e-9
     assert all(s > thr.value for s in tp)
     assert thr.params["n_false_positives_kept"] == kept and thr.method == "feedback"
+
+
+def test_event_rate_tail_extrapolates_the_rate_of_rare_events() -> None:
+    # iid exponential scores, one per minute: above t, events (gap 0) arrive at about
+    # 1440 * exp(-t) a day. Fitted on three days, the tail must predict the rate at a level
+    # the three days barely reach, checked on 60 fresh days (Poisson bounds).
+    rng = np.random.default_rng(0)
+    days = 3
+    tail = event_rate_tail(rng.exponential(1.0, days * 1440), pd.Timedelta(days=days), gap=0)
+    assert tail is not None and tail.shape >= 0
+    thr = tail.threshold_for(1.0)  # one event a day
+    fresh = rng.exponential(1.0, 60 * 1440)
+    observed = len(find_events(fresh > thr, 0))
+    assert 60 * 0.4 <= observed <= 60 * 2.0, (thr, observed)
+    assert tail.rate_at(thr) == pytest.approx(1.0)
+
+
+def test_held_out_event_budget_extrapolates_below_the_span_it_has_seen() -> None:
+    # Two days held out, a budget of 1/week: the scan alone can only say "above the maximum".
+    rng = np.random.default_rng(1)
+    scores = rng.exponential(1.0, 2 * 1440)
+    thr = calibrate_event_budget(scores, pd.Timedelta(days=2), "1/week", gap=0)
+    assert "tail_level" in thr.params and thr.value > scores.max()
+    fresh = rng.exponential(1.0, 70 * 1440)  # ten weeks: about 10 events promised
+    assert len(find_events(fresh > thr.value, 0)) <= 20
