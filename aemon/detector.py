@@ -157,7 +157,9 @@ class Detector:
     Arguments (stored as given; checked by `fit`):
         modality: "timeseries" or "image"; None infers it from the data.
         window, stride: window length and step (time series).
-        model: "dense", "conv" or "auto" (dense for series, conv for images).
+        model: "auto" (dense for series, conv for images), "dense", "conv", or for series
+            the sequence autoencoders "lstm" (LSTM seq2seq) and "aer" (reconstruction plus
+            backward/forward prediction of the window's edges, AER-style); see aemon.models.
         objective: undercomplete | denoising | sparse | contractive | vae.
         latent_dim, hidden: bottleneck size and layer widths (None: sized from the input).
         loss: mse | l1 | bce (the element-wise error is also the anomaly score).
