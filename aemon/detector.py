@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import logging
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ Input = str | Path | pd.DataFrame | np.ndarray
 # Series alarms are events: the default promise is this many false events per unit of time,
 # calibrated on held-out reference data (chosen by measurement, see the README).
 DEFAULT_FALSE_ALARMS = "1/week"
+# What a corrupt or tampered detector folder raises while it is read.
+LOAD_ERRORS = (KeyError, TypeError, ValueError, EOFError, RuntimeError, OSError, pickle.UnpicklingError)
 Z_LIMIT = 1e6  # standardized inputs are clipped here (float32 must not overflow)
 
 
@@ -748,7 +751,7 @@ class Detector:
             )
             det.fingerprint_ = tr["fingerprint"]
             det.n_train_records_ = tr["n_train_records"]
-        except (KeyError, TypeError, RuntimeError, OSError) as exc:
+        except LOAD_ERRORS as exc:
             raise ModelFormatError(f"{folder}: corrupt or incomplete detector ({exc})") from exc
         return det
 

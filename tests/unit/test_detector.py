@@ -193,3 +193,10 @@ def test_extreme_values_score_finite_and_are_flagged(
     res = fitted.score(batch)
     assert np.isfinite(res.scores).all()
     assert res.is_anomaly[200]
+
+
+def test_a_tampered_weights_file_is_a_model_format_error(fitted: Detector, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "d")
+    (folder / "weights.pt").write_bytes(b"\x80\x04not a state dict at all")
+    with pytest.raises(ModelFormatError, match="corrupt or incomplete detector"):
+        Detector.load(folder)
