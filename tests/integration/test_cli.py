@@ -18,11 +18,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import poisson
 
+from aemon.calibration import parse_rate
+from aemon.detector import DEFAULT_FALSE_ALARMS
 from aemon.store import AnomalyStore
-from aemon.synthetic import make_images, make_series
+from aemon.synthetic import INCIDENT_KINDS, make_images, make_series
 
 
 def run_aemon(*args: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:
@@ -74,7 +78,7 @@ def test_train_a_series_with_no_configuration_then_list_models(
         "Registered cpu/1",
         "challenger, champion",
         "first champion",
-        "(quantile)",
+        "(event_budget)",
         "calibration FPR",
         "held-out AUROC",
         "MLflow run",
@@ -293,3 +297,49 @@ def test_serve_stops_cleanly_on_sigterm_while_it_starts(
             time.sleep(0.05)
     assert proc.returncode == 0, log.read_text()
     assert "Stopped." in log.read_text()
+
+
+# The default path as a new user takes it, as a known-answer test: `aemon train` and `aemon
+# score` with no options on two weeks of 1-minute metrics (five seasonal columns, two
+# near-constant ones) with ten incidents of five kinds. Every incident must become an alarm
+# (an event), and false alarms must stay within what the default budget allows.
+TWO_WEEKS = 14 * 1440
+
+
+def test_no_options_find_every_incident_within_the_false_alarm_budget(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+) -> None:
+    shape = {"freq": "1min", "period": 1440, "flat_columns": 2}
+    reference, _, _ = make_series(TWO_WEEKS, 5, seed=300, **shape)
+    batch, _, incidents = make_series(
+        TWO_WEEKS, 5, seed=400, start="2026-01-15", incidents=INCIDENT_KINDS * 2, **shape
+    )
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+
+    res = run_aemon("train", str(tmp_path / "reference.csv"), "--name", "metrics", env=cli_env, timeout=900)
+    assert res.returncode == 0, res.stderr
+    assert "event_budget" in res.stdout, res.stdout
+    res = run_aemon("score", str(tmp_path / "batch.csv"), "--model", "metrics", env=cli_env)
+    assert res.returncode == 0, res.stderr
+    res = run_aemon("anomalies", "--limit", "0", "--format", "json", env=cli_env)
+    assert res.returncode == 0, res.stderr
+
+    # Flagged rows carry their event number: an event spans its rows' first to last time.
+    rows = pd.DataFrame(json.loads(res.stdout))
+    stamps = pd.to_datetime(rows.timestamp, utc=True).dt.tz_localize(None).to_numpy()
+    rows["row"] = np.searchsorted(batch.timestamp.to_numpy(), stamps)
+    rows["event"] = rows.details.map(lambda d: d["event_id"])
+    events = rows.groupby("event").row.agg(["min", "max"]).to_numpy()
+
+    missed = [i.kind for i in incidents if not ((events[:, 0] <= i.end) & (events[:, 1] >= i.start)).any()]
+    assert not missed, f"incidents without an alarm: {missed}; events {events.tolist()}"
+    false = [(a, b) for a, b in events if not any(a <= i.end and i.start <= b for i in incidents)]
+    count, period = parse_rate(DEFAULT_FALSE_ALARMS)
+    span = pd.Timedelta(batch.timestamp.iloc[-1] - batch.timestamp.iloc[0])
+    promised = count * (span / period)
+    # One batch is one draw: fail when that many false events would be rare (p < 1 %) if the
+    # rate were the budget (the promise itself is tested across seeds in test_event_promise).
+    assert poisson.sf(len(false) - 1, promised) >= 0.01, (len(false), promised, false)
+    assert np.isfinite(rows.score).all()
