@@ -275,22 +275,13 @@ def summarize_nab(
 
 def plot_nab(f1: dict[str, float], folder: Path) -> Path:
     """Grouped bars: aemon's F1 per category beside Orion's published pipelines."""
-    from aemon.benchmarks.report import new_figure
+    from aemon.benchmarks.report import grouped_bars
 
-    fig, ax = new_figure(8, 3.6)
     cats = list(f1)
     series = {"aemon": [f1[c] for c in cats]} | {
         f"Orion {k}": [v[c] for c in cats] for k, v in ORION_F1.items()
     }
-    width = 0.8 / len(series)
-    x = np.arange(len(cats))
-    for i, (name, vals) in enumerate(series.items()):
-        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=name)
-    ax.set_xticks(x, [c.replace("real", "").replace("artificialWithAnomaly", "artificial") for c in cats])
-    ax.set_ylabel("overlap F1")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title("NAB: F1 per category")
-    path = folder / "nab_f1.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    names = [c.replace("real", "").replace("artificialWithAnomaly", "artificial") for c in cats]
+    return grouped_bars(
+        names, series, ylabel="overlap F1", title="NAB: F1 per category", path=folder / "nab_f1.png"
+    )

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from aemon import config
 from aemon.benchmarks.common import SuiteResult, versions
@@ -37,6 +40,24 @@ def new_figure(width: float, height: float) -> tuple[Any, Any]:
 
     fig = Figure(figsize=(width, height))
     return fig, fig.add_subplot(1, 1, 1)
+
+
+def grouped_bars(
+    groups: Sequence[str], series: Mapping[str, Sequence[float]], *, ylabel: str, title: str, path: Path
+) -> Path:
+    """One group of bars per entry of `groups`, one bar per series, values in [0, 1]; saved."""
+    fig, ax = new_figure(8, 3.6)
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(groups))
+    for i, (label, vals) in enumerate(series.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=label)
+    ax.set_xticks(x, list(groups))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title(title)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
 
 
 def default_out_dir(suite: str) -> Path:

@@ -377,20 +377,11 @@ def _pct(v: float | None) -> str:
 
 def plot_smd(names: list[str], values: dict[str, tuple[list[float], list[float]]], folder: Path) -> Path:
     """Event F1 and AUPRC per machine, aemon beside PyOD's AutoEncoder."""
-    from aemon.benchmarks.report import new_figure
+    from aemon.benchmarks.report import grouped_bars
 
-    fig, ax = new_figure(8, 3.4)
-    x = np.arange(len(names))
-    bars = [
-        (f"{d} {what}", vals[i]) for d, vals in values.items() for i, what in enumerate(("event F1", "AUPRC"))
-    ]
-    width = 0.8 / max(len(bars), 1)
-    for i, (label, vals) in enumerate(bars):
-        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=label)
-    ax.set_xticks(x, names)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title("SMD: event F1 and AUPRC per machine")
-    path = folder / "smd.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    series = {
+        f"{d} {what}": vals[i] for d, vals in values.items() for i, what in enumerate(("event F1", "AUPRC"))
+    }
+    return grouped_bars(
+        names, series, ylabel="", title="SMD: event F1 and AUPRC per machine", path=folder / "smd.png"
+    )
