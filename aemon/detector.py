@@ -176,6 +176,10 @@ class Detector:
             None: pointwise, at `target_fpr`.
         event_gap: flagged points closer than this many points join one event
             (None: window // 2).
+        calendar: series with a time column: give the model the phase of each daily or weekly
+            cycle longer than its window that the training data shows (autocorrelation at
+            that lag >= 0.3), as sin/cos inputs, so that a flat day inside a daily cycle is
+            no longer reconstructed as normal. The batch must then have its time column.
         smoothing: series: points of the centred moving average over point scores (None:
             window // 4; 1: none). Column errors are first divided by each column's typical
             error on held-out reference data (see `aemon.scoring.SeriesScoring`).
@@ -233,6 +237,7 @@ class Detector:
         false_alarms: str | None = "auto",
         event_gap: int | None = None,
         smoothing: int | None = None,
+        calendar: bool = True,
         timestamp_col: str | None = None,
         columns: Sequence[str] | None = None,
         fill: str | None = None,
@@ -268,6 +273,7 @@ class Detector:
         self.false_alarms = false_alarms
         self.event_gap = event_gap
         self.smoothing = smoothing
+        self.calendar = calendar
         self.timestamp_col = timestamp_col
         self.columns = columns
         self.fill = fill
@@ -421,7 +427,12 @@ class Detector:
             scale = np.where(scale == 0, 1.0, scale)
         self.schema_ = schema
         self.offset_, self.scale_ = offset, scale
-        z = self._standardize(series.values)
+        self.calendar_: tuple[float, ...] = ()
+        if self.calendar and series.timestamps is not None:
+            self.calendar_ = seasonal_periods(self._standardize(train_rows), series.timestamps[:n_train], w)
+            if self.calendar_:
+                log.info("seasonal cycles longer than the window: %s s", self.calendar_)
+        z = self._standardize(series.values, series.timestamps)
         train_w = sliding_windows(z[:n_train], w)
         val_w = sliding_windows(z[n_train : n_train + n_val], w) if n_val else train_w[:0]
         if y is not None:  # labelled anomalies never enter training or validation
@@ -430,7 +441,8 @@ class Detector:
             if n_val:
                 val_w = val_w[~sliding_windows(y[n_train : n_train + n_val, None], w).any(axis=(1, 2))]
         output = "sigmoid" if self.loss == "bce" else "identity"
-        self.model_ = self._build("timeseries", (w, len(schema.columns)), output)
+        n_inputs = len(schema.columns) + 2 * len(self.calendar_)
+        self.model_ = self._build("timeseries", (w, n_inputs), output)
         self.training_ = train_autoencoder(
             self.model_,
             train_w,
@@ -491,6 +503,7 @@ class Detector:
             self.model_, images[cal_idx], self.loss, self.device_, self.worst_pixels, keep_maps=False
         )
         self.series_scoring_ = None
+        self.calendar_ = ()
         self._set_threshold(cal_scores, y[cal_idx] if y is not None else None, None)
         self.fingerprint_ = _fingerprint(images)
         self.n_train_records_ = len(train_idx)
@@ -555,11 +568,20 @@ class Detector:
         if not hasattr(self, "model_"):
             raise NotFittedError("this Detector is not fitted yet: call fit() or Detector.load()")
 
-    def _standardize(self, values: np.ndarray) -> np.ndarray:
+    def _standardize(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        """The model's input rows: standardized values, then the calendar phases (if any)."""
         # Clipped so that extreme inputs (1e308) stay finite in float32 and score high rather
         # than NaN: a million standard deviations is anomalous enough to flag.
-        z = (values - self.offset_) / self.scale_
-        return np.clip(z, -Z_LIMIT, Z_LIMIT).astype(np.float32)
+        z = np.clip((values - self.offset_) / self.scale_, -Z_LIMIT, Z_LIMIT).astype(np.float32)
+        periods = getattr(self, "calendar_", ())
+        if not periods:
+            return z
+        if timestamps is None:
+            raise SchemaError(
+                "this detector reads the phase of the day/week from the time column; "
+                "give the batch with its time column"
+            )
+        return np.concatenate([z, calendar_phases(timestamps, periods)], axis=1)
 
     def _as_series_input(self, data: Input) -> tuple[str | Path | pd.DataFrame, SeriesSchema]:
         """A bare (rows, columns) array holds values only: read it without a time column."""
@@ -571,7 +593,9 @@ class Detector:
         return data, self.schema_
 
     def _series_errors(self, chunks: Any) -> np.ndarray:
-        return score_windows(self.model_, chunks, self.window, self.stride, self.loss, self.device_)
+        """Per-point errors of the value columns (calendar inputs are context, not scored)."""
+        errors = score_windows(self.model_, chunks, self.window, self.stride, self.loss, self.device_)
+        return errors[:, : len(self.schema_.columns)]
 
     def score(self, data: Input, *, chunk_rows: int = 1_000_000) -> ScoreResult:
         """Score a batch (same input kinds as `fit`): one score per point or image.
@@ -595,7 +619,7 @@ class Detector:
             for c in chunks:
                 if c.timestamps is not None:
                     stamps.append(c.timestamps)
-                yield self._standardize(c.values)
+                yield self._standardize(c.values, c.timestamps)
 
         scores, col_err = series_point_scores(self._series_errors(standardized()), self.series_scoring_)
         flags = scores > self.threshold_
@@ -633,7 +657,9 @@ class Detector:
         if self.modality_ == "timeseries":
             data, schema = self._as_series_input(data)
             _, series = load_series(data, schema, fill=self._fill())
-            samples = sliding_windows(self._standardize(series.values), self.window, self.stride)
+            samples = sliding_windows(
+                self._standardize(series.values, series.timestamps), self.window, self.stride
+            )
         else:
             samples = _load_images(data, self.schema_)[1].images
         if max_samples is not None and len(samples) > max_samples:
@@ -674,6 +700,7 @@ class Detector:
                 "false_alarms": self.false_alarms_,
             },
             "scoring": self.series_scoring_.to_dict() if self.series_scoring_ is not None else None,
+            "calendar": list(getattr(self, "calendar_", ())),
             "calibration": {
                 "scores": self.calibration_scores_.tolist(),
                 "summary": self.calibration_summary_,
@@ -739,6 +766,7 @@ class Detector:
             det.false_alarms_ = t.get("false_alarms", params.get("false_alarms"))
             scoring = manifest.get("scoring")  # absent before normalised, smoothed scores
             det.series_scoring_ = SeriesScoring.from_dict(scoring) if scoring else None
+            det.calendar_ = tuple(float(p) for p in manifest.get("calendar", []))
             cal = manifest["calibration"]
             det.calibration_scores_ = np.asarray(cal["scores"], dtype=np.float64)
             det.calibration_summary_ = cal["summary"]
@@ -773,3 +801,35 @@ def _as_labels(labels: Any, n: int, what: str) -> np.ndarray | None:
 
 def _fingerprint(array: np.ndarray) -> str:
     return "sha256:" + hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+SEASONS = (86_400.0,)  # a day, in seconds
+
+
+def seasonal_periods(
+    z: np.ndarray, timestamps: np.ndarray, window: int, min_acf: float = 0.3
+) -> tuple[float, ...]:
+    """The cycles of SEASONS that a window cannot see (longer than it) but the standardized
+    training rows `z` show: at least two cycles long, autocorrelation >= `min_acf` at that lag
+    (mean over columns)."""
+    if len(timestamps) < 3:
+        return ()
+    step = float(np.median(np.diff(timestamps.astype("datetime64[ns]").astype(np.int64)))) / 1e9
+    found = []
+    for period in SEASONS:
+        lag = round(period / step) if step > 0 else 0
+        if lag <= window or 2 * lag >= len(z):
+            continue
+        a, b = z[:-lag] - z[:-lag].mean(0), z[lag:] - z[lag:].mean(0)
+        denom = np.sqrt((a * a).sum(0) * (b * b).sum(0))
+        acf = np.divide((a * b).sum(0), denom, out=np.zeros(z.shape[1]), where=denom > 0)
+        if float(acf.mean()) >= min_acf:
+            found.append(period)
+    return tuple(found)
+
+
+def calendar_phases(timestamps: np.ndarray, periods: Sequence[float]) -> np.ndarray:
+    """(n, 2 * len(periods)) float32: sin and cos of each row's phase in each cycle (UTC)."""
+    t = timestamps.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
+    angles = [2 * np.pi * np.mod(t, p) / p for p in periods]
+    return np.stack([f(a) for a in angles for f in (np.sin, np.cos)], axis=1).astype(np.float32)

@@ -17,6 +17,7 @@ from aemon import (
     NotFittedError,
     SchemaError,
 )
+from aemon.detector import calendar_phases, seasonal_periods
 from aemon.synthetic import make_images, make_series
 
 FAST = {"epochs": 2, "progress": False, "samples_per_epoch": 1024}
@@ -170,9 +171,30 @@ def test_repr_shows_changed_arguments() -> None:
 
 def test_bare_arrays_are_scored_by_column_order(fitted: Detector, series: pd.DataFrame) -> None:
     values = series[["metric_0", "metric_1"]].to_numpy()
-    np.testing.assert_array_equal(fitted.score(values).scores, fitted.score(series).scores)
+    with pytest.raises(SchemaError, match="time column"):  # it reads the phase of the day
+        fitted.score(values)
+    plain = Detector(window=16, calendar=False, **FAST).fit(series)
+    np.testing.assert_array_equal(plain.score(values).scores, plain.score(series).scores)
     with pytest.raises(SchemaError, match=r"shape \(n, 2\)"):
-        fitted.score(values[:, :1])
+        plain.score(values[:, :1])
+
+
+def test_daily_cycles_longer_than_the_window_become_calendar_inputs(
+    fitted: Detector, series: pd.DataFrame, tmp_path: Path
+) -> None:
+    # 5-minute steps, a daily cycle of 288 points: longer than the window, shown in training.
+    assert fitted.calendar_ == (86_400.0,)
+    assert fitted.model_.spec.input_shape == (16, 2 + 2)
+    z = (series[list(fitted.schema_.columns)].to_numpy() - fitted.offset_) / fitted.scale_
+    stamps = series.timestamp.to_numpy()
+    assert seasonal_periods(z, stamps, window=16) == (86_400.0,)
+    assert seasonal_periods(z, stamps, window=400) == ()  # the window sees the whole day
+    assert seasonal_periods(np.random.default_rng(0).normal(size=z.shape), stamps, window=16) == ()
+    phases = calendar_phases(stamps[:3], (86_400.0,))
+    assert phases.shape == (3, 2) and np.allclose(phases[0], [0.0, 1.0])  # midnight
+    loaded = Detector.load(fitted.save(tmp_path / "d"))
+    assert loaded.calendar_ == fitted.calendar_
+    np.testing.assert_array_equal(loaded.score(series).scores, fitted.score(series).scores)
 
 
 def test_false_alarm_budget_never_goes_below_the_pointwise_promise(series: pd.DataFrame) -> None:
