@@ -45,6 +45,7 @@ LATENT_PREFIX = "latent_"
 IMAGE_STATS = ("brightness_mean", "brightness_std", "edge_energy", "brightness_p99")
 GROUPS = ("input", "latent", "score")
 DEFAULT_SAMPLE_SIZE = 2_000
+DEFAULT_FALSE_DRIFT_RATE = 0.01  # drift verdicts on batches drawn from the reference
 REPORT_HTML, REPORT_JSON, PLOT_PNG = "report.html", "report.json", "batch.png"
 AUTO_KS_MAX_ROWS = 1_000  # "auto" drift test: K-S up to this many rows, Wasserstein above
 _LATENT_RE = re.compile(rf"^{LATENT_PREFIX}\d+$")
@@ -60,6 +61,7 @@ def reference_profile(
     *,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
+    false_drift_rate: float = DEFAULT_FALSE_DRIFT_RATE,
 ) -> pd.DataFrame:
     """The reference sample a batch is compared with; compute it once per model version.
 
@@ -75,6 +77,12 @@ def reference_profile(
     reconstruction error is biased low, and every new batch would look drifted against it.
     Drift tests are per column, so the score column need not be row-aligned; when there are
     fewer calibration scores than rows, its remaining rows are NaN.
+
+    The drift verdict's calibration travels in `profile.attrs[CALIBRATION_KEY]` (Parquet keeps
+    it): thresholds of the drift statistic per batch size such that a batch drawn from the
+    reference is called drifted at `false_drift_rate` (`calibrate_drift`). It needs the
+    latent codes of every reference window (at most MAX_CALIBRATION_ROWS): one encoder pass,
+    no scoring, and a few hundred slices of numpy work per size (about a second).
     """
     _check_fitted(detector)
     profile, _ = _sample_profile(detector, reference_data, sample_size, seed)
@@ -87,6 +95,17 @@ def reference_profile(
     drawn = np.random.default_rng(seed).permutation(calibration)[: len(profile)]
     column[: len(drawn)] = drawn
     profile[SCORE_COLUMN] = column
+    series = detector.modality_ == "timeseries"
+    profile.attrs[CALIBRATION_KEY] = calibrate_drift(
+        profile,
+        _calibration_table(detector, reference_data, seed),
+        contiguous=series,
+        window=detector.window if series else 1,
+        stride=detector.stride if series else 1,
+        rate=false_drift_rate,
+        sample_size=sample_size,
+        seed=seed,
+    )
     return profile
 
 
@@ -113,6 +132,7 @@ def batch_profile(
             "pass the result of scoring this batch"
         )
     profile[SCORE_COLUMN] = np.asarray(result.scores, dtype=np.float64)[rows]
+    profile.attrs["n_records"] = int(result.n_records)  # the batch size the verdict is calibrated for
     return profile
 
 
@@ -186,7 +206,8 @@ def _sample_series(
     starts = np.arange(0, n - w + 1, detector.stride)
     pick = _draw(len(starts), sample_size, seed)
     # The sampled windows go straight through the encoder: the series is read once.
-    windows = sliding_windows(detector._standardize(series.values), w, detector.stride)
+    z = detector._standardize(series.values, series.timestamps)  # calendar phases need the times
+    windows = sliding_windows(z, w, detector.stride)
     codes = encode(detector.model_, windows[pick], detector.device_)
     rows = starts[pick] + w - 1
     profile = pd.DataFrame(
@@ -235,6 +256,169 @@ def _with_latents(profile: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:
     return pd.concat([profile.reset_index(drop=True), latents], axis=1)
 
 
+# --- the calibrated drift statistic ----------------------------------------------------------
+
+CALIBRATION_KEY = "aemon_drift_calibration"  # in the reference profile's `attrs` (kept by Parquet)
+STATISTIC = "max normalised Wasserstein distance"
+CALIBRATION_SLICES = 200  # slices per calibrated batch size
+CALIBRATION_SIZES = 20  # batch sizes calibrated, geometric from small to a third of the data
+MAX_CALIBRATION_ROWS = 50_000  # windows (the most recent) or images the slices are drawn from
+_PROBS = (np.arange(200) + 0.5) / 200  # quantile grid of the Wasserstein distance
+
+
+def statistic_columns(profile: pd.DataFrame) -> list[str]:
+    """The columns the drift statistic reads: input and latent, not the score (the score has
+    its own calibrated check, `check_flag_rate`, and the reference's scores are held-out ones
+    that slices of the training data cannot reproduce)."""
+    return [str(c) for c in profile.columns if column_group(str(c)) != "score"]
+
+
+def _quantiles(x: np.ndarray) -> np.ndarray:
+    """np.quantile(x, _PROBS, axis=0) (linear interpolation), without its overhead."""
+    xs = np.sort(x, axis=0)
+    pos = _PROBS * (len(xs) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(xs) - 1)
+    frac = (pos - lo)[:, None]
+    return xs[lo] * (1 - frac) + xs[hi] * frac
+
+
+def _summary(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantile grid (len(_PROBS), k) and scale (k,) of reference columns."""
+    q = _quantiles(reference)
+    sd = reference.std(axis=0)
+    scale = np.where(sd > 0, sd, 1e-3 * np.maximum(np.abs(reference.mean(axis=0)), 1.0))
+    return q, scale
+
+
+def _distances(q_ref: np.ndarray, scale: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Per column: Wasserstein-1 distance to the reference, in reference standard deviations."""
+    q = _quantiles(current)
+    return np.abs(q - q_ref).mean(axis=0) / scale
+
+
+def column_distances(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, float]:
+    """The normalised Wasserstein distance of each input and latent column of a batch profile
+    to the reference profile; the drift statistic is their maximum."""
+    cols = statistic_columns(reference)
+    q_ref, scale = _summary(reference[cols].to_numpy(np.float64))
+    d = _distances(q_ref, scale, current[cols].to_numpy(np.float64))
+    return {c: float(v) for c, v in zip(cols, d, strict=True)}
+
+
+def calibrate_drift(
+    profile: pd.DataFrame,
+    table: pd.DataFrame,
+    *,
+    contiguous: bool,
+    window: int = 1,
+    stride: int = 1,
+    rate: float = DEFAULT_FALSE_DRIFT_RATE,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    n_slices: int = CALIBRATION_SLICES,
+    n_sizes: int = CALIBRATION_SIZES,
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """Thresholds of the drift statistic per batch size, from slices of the reference.
+
+    `table` holds the reference's records with the profile's input and latent columns, in
+    time order for a series (one row per window, at its last point). Each slice is what a
+    batch drawn from the reference would give: for a series (`contiguous`) a contiguous block
+    of windows, starting at `n_slices` points spread evenly over the reference, so
+    autocorrelation is kept (a day of a daily cycle is not 288 independent
+    draws); for images a random subset, compared with the *other* records (so that a slice is
+    never compared with itself). Each slice is sampled like `batch_profile` (at most
+    `sample_size` rows). The threshold of a size is the conformal (1 - rate) quantile of its
+    slices' statistics, made non-increasing in the size (larger batches vary less).
+    Sizes are in records (series: rows, a batch of n rows has (n - window) // stride + 1
+    windows). Returns the dict stored in `profile.attrs[CALIBRATION_KEY]`, or None when the
+    reference is too small to slice.
+    """
+    if not 0 < rate < 1:
+        raise ConfigError(f"the false-drift rate must be in (0, 1), got {rate}")
+    cols = statistic_columns(profile)
+    data = table[cols].to_numpy(np.float64)
+    m_total = len(data)
+    m_hi = m_total // 3 if contiguous else m_total // 2
+    if m_hi < 2:
+        return None
+    m_lo = min(max(16, window // stride + 1) if contiguous else 20, m_hi)
+    counts = np.unique(np.geomspace(m_lo, m_hi, n_sizes).round().astype(int))
+    rng = np.random.default_rng(seed)
+    q_ref, scale = _summary(profile[cols].to_numpy(np.float64))
+    rank = math.ceil((n_slices + 1) * (1 - rate))  # conformal: 1-based rank among the slices
+    thresholds = []
+    for m in counts:
+        stats = np.empty(n_slices)
+        # Series: starts spread evenly over the reference, so every stretch of it is tried.
+        starts = np.linspace(0, m_total - m, n_slices).round().astype(int)
+        for i in range(n_slices):
+            if contiguous:
+                rows = np.arange(starts[i], starts[i] + m)
+                q, s = q_ref, scale
+            else:
+                perm = rng.permutation(m_total)
+                rows, rest = perm[:m], perm[m:]
+                q, s = _summary(data[rest[:sample_size]])
+            if len(rows) > sample_size:
+                rows = np.sort(rng.choice(rows, sample_size, replace=False))
+            stats[i] = _distances(q, s, data[rows]).max()
+        stats.sort()
+        thresholds.append(float(stats[min(rank, n_slices) - 1]))
+    # Larger batches vary less: a size's threshold is at least that of every larger size.
+    thresholds = list(np.maximum.accumulate(thresholds[::-1])[::-1])
+    sizes = (counts - 1) * stride + window if contiguous else counts
+    return {
+        "statistic": STATISTIC,
+        "rate": float(rate),
+        "sizes": [int(x) for x in sizes],
+        "thresholds": [float(x) for x in thresholds],
+        "n_slices": int(n_slices),
+        "slices": "contiguous" if contiguous else "random",
+        "source_records": int(m_total),
+        "sample_size": int(sample_size),
+        "columns": cols,
+    }
+
+
+def drift_threshold(calibration: dict[str, Any], batch_size: int) -> tuple[float, int]:
+    """(threshold, calibrated size) for a batch of `batch_size` records: the threshold of the
+    largest calibrated size not above it. Conservative, as thresholds do not increase with the
+    size (larger batches vary less), and not interpolated: a seasonal series' statistic is not
+    smooth in the size (it drops when a batch covers a whole cycle). Batches smaller than
+    every calibrated size get the smallest one's."""
+    sizes = np.asarray(calibration["sizes"])
+    i = max(int(np.searchsorted(sizes, batch_size, side="right")) - 1, 0)
+    return float(calibration["thresholds"][i]), int(sizes[i])
+
+
+def _calibration_table(detector: Detector, data: Input, seed: int) -> pd.DataFrame:
+    """Input and latent columns of (at most MAX_CALIBRATION_ROWS) reference records: every
+    window of a series (its most recent stretch, in time order), or a random draw of images."""
+    from aemon.scoring import encode
+
+    if detector.modality_ == "timeseries":
+        from aemon.data.timeseries import load_series, sliding_windows
+
+        data, schema = detector._as_series_input(data)
+        _, series = load_series(data, schema, fill=detector._fill())
+        w = detector.window
+        z = detector._standardize(series.values, series.timestamps)
+        windows = sliding_windows(z, w, detector.stride)[-MAX_CALIBRATION_ROWS:]
+        starts = np.arange(0, len(series.values) - w + 1, detector.stride)[-MAX_CALIBRATION_ROWS:]
+        codes = encode(detector.model_, windows, detector.device_)
+        values = series.values[starts + w - 1].astype(np.float64)
+        frame = pd.DataFrame(values, columns=[_input_name(c) for c in schema.columns])
+        return _with_latents(frame, codes)
+    from aemon.data.images import load_images
+
+    if isinstance(data, pd.DataFrame):
+        raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
+    _, batch = load_images(data, detector.schema_)
+    images = batch.images[_draw(len(batch.images), MAX_CALIBRATION_ROWS, seed + 1)]
+    return _with_latents(image_statistics(images), encode(detector.model_, images, detector.device_))
+
+
 # --- the report -----------------------------------------------------------------------------
 
 
@@ -247,6 +431,14 @@ class DriftResult:
     compares with `threshold`: the distance in reference standard deviations for
     "wasserstein" (drift when >= threshold), the p-value for "ks" (drift when < threshold).
     `reasons` says why drift was declared (empty when it was not).
+
+    The verdict is calibrated: `statistic` (the largest normalised Wasserstein distance over
+    the input and latent columns, each column's in `columns[name]["distance"]`) is compared
+    with `threshold`, the value that batches of `calibrated_size` records drawn from the
+    reference exceed at `promised_rate` (`calibrate_drift`). `drifted_share` and the per-column
+    "drifted" are Evidently's per-column tests, for people reading the report; they do not
+    decide. A reference profile built before calibration existed has no promise: the verdict
+    then falls back to `decide_drift` over Evidently's tests and these fields are None.
     """
 
     drift_detected: bool
@@ -256,6 +448,22 @@ class DriftResult:
     json_path: Path
     plot_path: Path | None = None
     reasons: list[str] = field(default_factory=list)
+    statistic: float | None = None
+    threshold: float | None = None
+    promised_rate: float | None = None
+    batch_size: int | None = None
+    calibrated_size: int | None = None
+
+    @property
+    def promise(self) -> str | None:
+        """The verdict's promise in words, or None for an uncalibrated (old) reference."""
+        if self.threshold is None or self.promised_rate is None:
+            return None
+        return (
+            f"a batch of {self.calibrated_size} records drawn from the reference is called drift "
+            f"{100 * self.promised_rate:g} % of the time (statistic {self.statistic:.3g}, "
+            f"threshold {self.threshold:.3g})"
+        )
 
     def drifted_columns(self, group: str | None = None) -> list[str]:
         """Names of the drifted columns, of one group or all."""
@@ -275,6 +483,12 @@ class DriftResult:
             "html_path": str(self.html_path),
             "json_path": str(self.json_path),
             "plot_path": str(self.plot_path) if self.plot_path is not None else None,
+            "statistic": self.statistic,
+            "threshold": self.threshold,
+            "promised_rate": self.promised_rate,
+            "batch_size": self.batch_size,
+            "calibrated_size": self.calibrated_size,
+            "promise": self.promise,
         }
 
 
@@ -286,6 +500,7 @@ def drift_report(
     method: str = "auto",
     threshold: float | None = None,
     drift_share: float = 0.5,
+    batch_size: int | None = None,
 ) -> DriftResult:
     """Compare a batch profile with the reference profile; write report.html and report.json.
 
@@ -299,7 +514,16 @@ def drift_report(
     K-S would cry drift on small clean batches, while a distance is an effect size that does
     not depend on the sample size.
 
-    Drift is detected when the **score** column drifted (the model now sees data it
+    **The verdict** comes from the reference's calibration when it has one
+    (`reference.attrs[CALIBRATION_KEY]`, written by `reference_profile`): drift when the
+    statistic (the largest normalised Wasserstein distance over input and latent columns)
+    exceeds the threshold calibrated for batches of `batch_size` records (default:
+    `current.attrs["n_records"]`, set by `batch_profile`, else its row count), so a batch
+    drawn from the reference is called drift at the stated rate (default 1 %). Evidently's
+    per-column tests below then only fill the report and `drifted_share`.
+
+    Without a calibration (a profile from an older aemon), the old rule decides: drift is
+    detected when the **score** column drifted (the model now sees data it
     reconstructs differently: its flags and p-values no longer mean what they were
     calibrated to mean), or when at least `drift_share` of the **input** columns, or of the
     **latent** columns, drifted. Groups are judged apart so that a wide latent code cannot
@@ -321,6 +545,7 @@ def drift_report(
         )
     if len(reference) == 0 or len(current) == 0:
         raise DataError(f"empty profile: reference {len(reference)} rows, batch {len(current)} rows")
+    verdict = drift_verdict(reference, current, batch_size=batch_size)
     apply_environment_defaults()
     # Importing Evidently (~5 s) trips DeprecationWarnings inside its own dependencies
     # (numpy.core, litestar): nothing we can act on, only noise (or errors) for callers.
@@ -351,24 +576,83 @@ def drift_report(
     snapshot.save_json(str(json_path))
     by_safe = _column_results(snapshot.dict(), safe)
     columns = {name: {**by_safe[s], "group": column_group(name)} for name, s in zip(names, safe, strict=True)}
-    detected, reasons = decide_drift(columns, drift_share)
     n_drifted = sum(col["drifted"] for col in columns.values())
     result = DriftResult(
-        drift_detected=detected,
+        drift_detected=False,
         drifted_share=n_drifted / len(columns),
         columns=columns,
         html_path=html_path,
         json_path=json_path,
-        reasons=reasons,
     )
+    if verdict is None:
+        log.warning(
+            "the reference profile has no drift calibration (built by an older aemon): "
+            "the verdict falls back to per-column tests, which promise no false-drift rate"
+        )
+        result.drift_detected, result.reasons = decide_drift(columns, drift_share)
+    else:
+        _set_verdict(result, verdict)
     log.info(
-        "drift report %s: %s (%d of %d columns drifted)",
+        "drift report %s: %s (%d of %d columns drifted; %s)",
         html_path,
-        "drift detected: " + "; ".join(reasons) if detected else "no drift",
+        "drift detected: " + "; ".join(result.reasons) if result.drift_detected else "no drift",
         n_drifted,
         len(columns),
+        result.promise or "uncalibrated",
     )
     return result
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    """The calibrated drift verdict of a batch profile (`drift_verdict`)."""
+
+    drift_detected: bool
+    statistic: float  # the largest normalised Wasserstein distance over input and latent columns
+    threshold: float  # exceeded at `promised_rate` by batches of `calibrated_size` from the reference
+    promised_rate: float
+    batch_size: int
+    calibrated_size: int
+    distances: dict[str, float]  # per input and latent column
+
+
+def drift_verdict(
+    reference: pd.DataFrame, current: pd.DataFrame, *, batch_size: int | None = None
+) -> DriftVerdict | None:
+    """The calibrated verdict alone, without Evidently (milliseconds): None when the reference
+    profile carries no calibration. `batch_size`: records in the batch (default
+    `current.attrs["n_records"]`, set by `batch_profile`, else the profile's row count)."""
+    calibration = reference.attrs.get(CALIBRATION_KEY)
+    if calibration is None:
+        return None
+    size = int(batch_size if batch_size is not None else current.attrs.get("n_records", len(current)))
+    distances = column_distances(reference, current)
+    threshold, calibrated = drift_threshold(calibration, size)
+    statistic = max(distances.values())
+    return DriftVerdict(
+        statistic > threshold, statistic, threshold, float(calibration["rate"]), size, calibrated, distances
+    )
+
+
+def _set_verdict(result: DriftResult, verdict: DriftVerdict) -> None:
+    """Copy a calibrated verdict into `result`, with its reason."""
+    distances, threshold = verdict.distances, verdict.threshold
+    for name, d in distances.items():
+        result.columns[name]["distance"] = d
+    result.drift_detected = verdict.drift_detected
+    result.statistic, result.threshold = verdict.statistic, threshold
+    result.promised_rate = verdict.promised_rate
+    result.batch_size, result.calibrated_size = verdict.batch_size, verdict.calibrated_size
+    if verdict.drift_detected:
+        moved = sorted((n for n, d in distances.items() if d > threshold), key=lambda n: -distances[n])
+        shown = ", ".join(f"{n} ({distances[n]:.2g})" for n in moved[:5])
+        more = f" and {len(moved) - 5} more" if len(moved) > 5 else ""
+        result.reasons = [
+            f"drift statistic {verdict.statistic:.3g} above its threshold {threshold:.3g}: "
+            f"columns beyond it, in reference standard deviations: {shown}{more}; a batch of "
+            f"{verdict.calibrated_size} records drawn from the reference goes beyond it "
+            f"{100 * verdict.promised_rate:g} % of the time"
+        ]
 
 
 def report_column_names(names: Sequence[str]) -> list[str]:
@@ -460,7 +744,9 @@ def monitor_batch(
     if detector.modality_ == "timeseries" and isinstance(batch_data, str | Path):
         batch_data = _read_series_once(detector, batch_data)  # for the profile and the plot
     current = batch_profile(detector, batch_data, result, sample_size=sample_size, seed=seed)
-    drift = drift_report(reference, current, out_dir, method=drift_method(detector))
+    drift = drift_report(
+        reference, current, out_dir, method=drift_method(detector), batch_size=result.n_records
+    )
     try:
         drift.plot_path = plot_batch(result, batch_data, Path(out_dir) / PLOT_PNG)
     except Exception as exc:  # a plot is a convenience; the report and verdict stand

@@ -2,7 +2,10 @@
 
 Known answers: a batch drawn like the reference (another noise seed) shows no drift; a shifted
 mean, a doubled scale, and a time-shuffled series (same values, no pattern left) do, each in
-the groups where it must show.
+the groups where it must show. The drift verdict keeps its promise: slices of normal data
+(fresh draws of the generator, and the reference itself), from 288 rows (a day at 5-minute
+steps) to 1,440 rows (a day at 1-minute steps), are called drift at most at the promised 1 %
+within binomial error, while shifted batches of the same sizes are all called drift.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,11 +22,13 @@ import pytest
 from aemon import Detector
 from aemon.calibration import Threshold
 from aemon.drift import (
+    CALIBRATION_KEY,
     IMAGE_STATS,
     DriftResult,
     batch_profile,
     check_flag_rate,
     drift_report,
+    drift_verdict,
     flag_rate_check,
     load_profile,
     monitor_batch,
@@ -102,6 +108,7 @@ def test_profile_rows_align_window_end_with_its_latent_code(series_detector: Det
 def test_profile_parquet_round_trip(series_reference: pd.DataFrame, tmp_path: Path) -> None:
     path = save_profile(series_reference, tmp_path / "model" / "reference.parquet")
     pd.testing.assert_frame_equal(load_profile(path), series_reference)
+    assert load_profile(path).attrs[CALIBRATION_KEY] == series_reference.attrs[CALIBRATION_KEY]
     with pytest.raises(DataError, match="not found"):
         load_profile(tmp_path / "missing.parquet")
 
@@ -115,12 +122,17 @@ def test_clean_series_batch_shows_no_drift(
     result = series_detector.score(clean_series)
     drift = monitor_batch(series_detector, clean_series, result, series_reference, tmp_path / "clean")
     assert not drift.drift_detected, drift.columns
-    assert drift.drifted_share == 0.0 and drift.reasons == []
+    assert drift.reasons == []
+    assert drift.statistic is not None and drift.threshold is not None
+    assert drift.statistic < drift.threshold and drift.promised_rate == 0.01
+    assert drift.batch_size == N and drift.calibrated_size is not None and drift.calibrated_size <= N
     assert drift.html_path == tmp_path / "clean" / "report.html" and drift.html_path.stat().st_size > 10_000
     snapshot = json.loads(drift.json_path.read_text())
     assert {m["config"].get("column") for m in snapshot["metrics"]} >= set(series_reference.columns)
     assert drift.plot_path is not None and drift.plot_path.read_bytes()[:4] == b"\x89PNG"
-    assert json.loads(json.dumps(drift.to_dict()))["drift_detected"] is False
+    as_json = json.loads(json.dumps(drift.to_dict()))
+    assert as_json["drift_detected"] is False and as_json["promised_rate"] == 0.01
+    assert "called drift 1 % of the time" in as_json["promise"]
     assert {c["stat_test"] for c in drift.columns.values()} == {"wasserstein"}
 
 
@@ -165,11 +177,99 @@ def test_shifted_series_batch_drifts(
     drift = drift_report(series_reference, current, tmp_path, method="wasserstein")
     groups = _groups(drift)
     assert drift.drift_detected
-    assert groups["input"] == drifted_inputs
+    assert drift.statistic is not None and drift.threshold is not None
+    assert drift.statistic > drift.threshold
+    assert drift.reasons[0].startswith("drift statistic ") and "1 % of the time" in drift.reasons[0]
+    beyond = {n for n, c in drift.columns.items() if c.get("distance", 0.0) > drift.threshold}
+    assert set(drifted_inputs) <= beyond  # the moved input itself is beyond the threshold
+    assert groups["input"] == drifted_inputs  # Evidently's per-column tests, for the report
     assert len(groups["latent"]) >= series_detector.model_.spec.latent_dim // 2
     assert groups["score"] == ["score"]
-    assert "the score distribution drifted" in drift.reasons
     assert drift.html_path.exists() and drift.json_path.exists()
+
+
+# --- the drift promise ------------------------------------------------------------------------
+
+SLICE_SIZES = (288, 300, 500, 1000, 1440)  # a day at 5-minute steps ... a day at 1-minute steps
+
+
+def _verdict(detector: Detector, reference: pd.DataFrame, batch: pd.DataFrame) -> bool:
+    batch = batch.reset_index(drop=True)
+    verdict = drift_verdict(reference, batch_profile(detector, batch, detector.score(batch)))
+    assert verdict is not None and verdict.batch_size == len(batch)
+    return verdict.drift_detected
+
+
+def _slices(frame: pd.DataFrame, per_size: int, seed: int) -> list[pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    return [
+        frame.iloc[a : a + size] for size in SLICE_SIZES for a in rng.integers(0, len(frame) - size, per_size)
+    ]
+
+
+def test_normal_slices_keep_the_drift_promise(
+    series_detector: Detector, series_reference: pd.DataFrame
+) -> None:
+    """Promise: 1 % of normal batches called drift. Per seed 20 slices of fresh normal data
+    (4 per size) give at most one verdict (P(>= 2 of 20) = 1.7 % at exactly 1 %), and all 60
+    at most 3 (P(>= 4 of 60) = 0.3 %). Slices of one series overlap, so counts are clumpy:
+    a bound that holds per seed is the stricter check."""
+    calibration = series_reference.attrs[CALIBRATION_KEY]
+    assert calibration["rate"] == 0.01 and calibration["slices"] == "contiguous"
+    total = 0
+    for seed in range(1, 4):
+        fresh = make_series(2 * N, 2, seed=seed)[0]
+        drifted = sum(_verdict(series_detector, series_reference, s) for s in _slices(fresh, 4, seed))
+        assert drifted <= 1, f"seed {seed}: {drifted} of 20 normal slices called drift"
+        total += drifted
+    assert total <= 3, f"{total} of 60 normal slices called drift where 1 % was promised"
+
+
+def test_slices_of_the_reference_itself_are_not_drift(
+    series_detector: Detector, series_reference: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The users' case: 300-row slices of the model's own reference, twenty of them spread
+    over it, and slices from 288 rows to a day at 1-minute steps: at most one verdict each."""
+    reference = make_series(N, 2)[0]
+    starts = np.linspace(0, N - 300, 20).astype(int)
+    assert sum(_verdict(series_detector, series_reference, reference.iloc[a : a + 300]) for a in starts) <= 1
+    assert sum(_verdict(series_detector, series_reference, s) for s in _slices(reference, 4, 0)) <= 1
+    # Through the real Evidently report, one of them, with its promise.
+    day = reference.iloc[1200:1500].reset_index(drop=True)
+    drift = monitor_batch(series_detector, day, series_detector.score(day), series_reference, tmp_path)
+    assert not drift.drift_detected and drift.batch_size == 300
+    assert drift.promise is not None and "1 % of the time" in drift.promise
+
+
+@pytest.mark.parametrize(
+    ("size", "shifts"),
+    [(300, (_mean_shift, _scale)), (1440, (_mean_shift, _scale, _shuffle))],
+    ids=["300-rows", "a-day-at-1-min"],
+)
+def test_shifted_slices_are_drift(
+    series_detector: Detector, series_reference: pd.DataFrame, size: int, shifts: tuple[Any, ...]
+) -> None:
+    """Level shift (1.5 std) and doubled amplitude of one column are drift at every size; a
+    time-shuffled series (same values) is caught on a day at 1-minute steps, not always on
+    300 rows, where its latent codes move about as much as a normal day's can."""
+    fresh = make_series(2 * N, 2, seed=7)[0]
+    for a in np.linspace(0, 2 * N - size, 5).astype(int):
+        batch = fresh.iloc[a : a + size].reset_index(drop=True)
+        for shift in shifts:
+            assert _verdict(series_detector, series_reference, shift(batch)), (shift.__name__, a)
+
+
+def test_uncalibrated_reference_falls_back_to_column_tests(
+    series_reference: pd.DataFrame, clean_series: pd.DataFrame, series_detector: Detector, tmp_path: Path
+) -> None:
+    """A profile from an older aemon has no calibration: Evidently's per-column rule decides,
+    and no promise is claimed."""
+    old = series_reference.copy()
+    old.attrs = {}
+    current = batch_profile(series_detector, clean_series, series_detector.score(clean_series))
+    assert drift_verdict(old, current) is None
+    drift = drift_report(old, current, tmp_path, method="wasserstein")
+    assert drift.promised_rate is None and drift.statistic is None and drift.promise is None
 
 
 def test_profiles_must_match(series_reference: pd.DataFrame, tmp_path: Path) -> None:
@@ -195,11 +295,34 @@ def test_image_batch_drift(
     result = image_detector.score(batch)
     drift = monitor_batch(image_detector, batch, result, profile, tmp_path)
     assert drift.drift_detected is drifted, drift.columns
+    assert drift.promised_rate == 0.01 and profile.attrs[CALIBRATION_KEY]["slices"] == "random"
     if drifted:  # all three groups move
         groups = _groups(drift)
         assert len(groups["input"]) >= 3 and len(groups["latent"]) >= 4 and groups["score"] == ["score"]
     assert {c["stat_test"] for c in drift.columns.values()} == {"ks"}  # 200 independent images
     assert drift.plot_path is not None and drift.plot_path.stat().st_size > 0
+
+
+def test_image_subsets_keep_the_drift_promise(image_detector: Detector) -> None:
+    """Random subsets of fresh images (20 to 200) are drift at most once in 20; darker ones always."""
+    reference, _ = make_images(200, size=16)
+    profile = reference_profile(image_detector, reference)
+    rng = np.random.default_rng(0)
+    drifted = darker = 0
+    for seed in range(1, 5):
+        images = make_images(200, size=16, seed=seed)[0]
+        for size in (20, 50, 100, 150, 200):
+            batch = images[rng.choice(len(images), size, replace=False)]
+            verdict = drift_verdict(
+                profile, batch_profile(image_detector, batch, image_detector.score(batch))
+            )
+            assert verdict is not None
+            drifted += verdict.drift_detected
+            dark = (batch * 0.6).astype(np.uint8)
+            verdict = drift_verdict(profile, batch_profile(image_detector, dark, image_detector.score(dark)))
+            assert verdict is not None
+            darker += verdict.drift_detected
+    assert drifted <= 1 and darker == 20
 
 
 # --- flag rate --------------------------------------------------------------------------------
