@@ -360,10 +360,12 @@ class EventRateTail:
 
 
 def event_rate_tail(
-    scores: np.ndarray, duration: pd.Timedelta, gap: int, min_events: int = 10
+    scores: np.ndarray, duration: pd.Timedelta, gap: int, min_events: int = 5, gpd_events: int = 20
 ) -> EventRateTail | None:
     """Fit `EventRateTail` at the highest level (a high quantile of `scores`) that yields at
-    least `min_events` events; None when no level does (too little held-out data)."""
+    least `min_events` events; None when no level does (too little held-out data). With
+    fewer than `gpd_events` events the tail is exponential (shape 0, the mean excess as scale):
+    a generalised Pareto shape fitted on a handful of peaks is noise."""
     from scipy.stats import genpareto
 
     days = duration / pd.Timedelta("1D")
@@ -379,7 +381,10 @@ def event_rate_tail(
         excess = peaks - level
         if not (excess > 0).any() or np.ptp(excess) == 0:
             return None
-        shape, _, scale = genpareto.fit(excess, floc=0.0)
+        if len(spans) >= gpd_events:
+            shape, _, scale = genpareto.fit(excess, floc=0.0)
+        else:
+            shape, scale = 0.0, float(excess.mean())
         # A short sample can suggest a bounded tail that is not there: never promise one
         # shorter than the exponential's.
         shape = max(float(shape), 0.0)
