@@ -68,8 +68,8 @@ Input = str | Path | pd.DataFrame | np.ndarray
 # Series alarms are events: the default promise is this many false events per unit of time,
 # calibrated on held-out reference data (chosen by measurement, see the README).
 DEFAULT_FALSE_ALARMS = "1/week"
-# What a corrupt or tampered detector folder raises while it is read.
-LOAD_ERRORS = (KeyError, TypeError, ValueError, EOFError, RuntimeError, OSError, pickle.UnpicklingError)
+# What a corrupt or incomplete detector folder raises while it is read.
+LOAD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OSError)
 Z_LIMIT = 1e6  # standardized inputs are clipped here (float32 must not overflow)
 
 
@@ -754,7 +754,15 @@ class Detector:
                 else ImageSchema(s["height"], s["width"], s["channels"])
             )
             det.model_ = Autoencoder(ModelSpec.from_dict(manifest["model"]))
-            state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+            except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
+                # Only the error's type: torch's text advises weights_only=False, exactly what
+                # must not be done with a file that someone changed.
+                raise ModelFormatError(
+                    f"{folder / WEIGHTS_FILE}: not a readable state dict, corrupt or changed "
+                    f"({type(exc).__name__})"
+                ) from exc
             det.model_.load_state_dict(state)
             det.model_.to(det.device_).eval()
             det.offset_ = np.asarray(manifest["preprocessing"]["offset"], dtype=np.float64)

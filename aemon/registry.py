@@ -879,6 +879,8 @@ def _load_downloaded(folder: str, model_ref: ModelRef, device: str) -> Detector:
     weights.pt raises pickle or torch errors) as one ModelFormatError line."""
     try:
         return Detector.load(folder, device=device)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{model_ref}: the registered detector cannot be loaded: {exc}") from exc
     except AemonError:
         raise
     except Exception as exc:

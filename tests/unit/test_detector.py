@@ -220,5 +220,5 @@ def test_extreme_values_score_finite_and_are_flagged(
 def test_a_tampered_weights_file_is_a_model_format_error(fitted: Detector, tmp_path: Path) -> None:
     folder = fitted.save(tmp_path / "d")
     (folder / "weights.pt").write_bytes(b"\x80\x04not a state dict at all")
-    with pytest.raises(ModelFormatError, match="corrupt or incomplete detector"):
+    with pytest.raises(ModelFormatError, match="not a readable state dict, corrupt or changed"):
         Detector.load(folder)
