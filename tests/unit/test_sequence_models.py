@@ -83,7 +83,7 @@ def test_training_lowers_the_loss(arch: str, objective: str) -> None:
     spec = default_spec(
         arch, "timeseries", (12, 2), latent_dim=4, hidden=(16,), variational=objective == "vae"
     )
-    cfg = TrainConfig(objective=objective, epochs=4, samples_per_epoch=300, learning_rate=1e-2)
+    cfg = TrainConfig(objective=objective, epochs=8, samples_per_epoch=300, learning_rate=5e-3)
     result = train_autoencoder(
         Autoencoder(spec), data[:240], data[240:], cfg, device=torch.device("cpu"), progress=False
     )
