@@ -25,15 +25,21 @@ def history() -> pd.DataFrame:
     return make_series(3 * WEEK, 2, seed=1)[0]
 
 
+def _register(history: pd.DataFrame, name: str, **options: Any) -> str:
+    """A small series detector trained on two weeks, registered as `name` (champion), with
+    its drift profile."""
+    reference = history.iloc[: 2 * WEEK]
+    det = Detector(window=24, epochs=4, samples_per_epoch=2048, progress=False, **options).fit(reference)
+    registry.log_training(
+        det, name=name, data_source="test", drift_reference=drift.reference_profile(det, reference)
+    )
+    return name
+
+
 @pytest.fixture
 def registered(history: pd.DataFrame, mlflow_store: str, prefect_harness: str) -> str:
-    """A small series detector registered as `metrics` (champion), with its drift profile."""
-    reference = history.iloc[: 2 * WEEK]
-    det = Detector(window=24, epochs=4, samples_per_epoch=2048, progress=False).fit(reference)
-    registry.log_training(
-        det, name="metrics", data_source="test", drift_reference=drift.reference_profile(det, reference)
-    )
-    return "metrics"
+    """The default detector (events within 1/week) registered as `metrics`."""
+    return _register(history, "metrics")
 
 
 @pytest.fixture
@@ -182,12 +188,14 @@ def test_score_batch_by_version_and_missing_model(
         score_batch(str(path), "nope")
 
 
-def test_recalibrate_from_false_positive_feedback(
-    registered: str, history: pd.DataFrame, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("mlflow_store", "prefect_harness")
+def test_recalibrate_from_false_positive_feedback(history: pd.DataFrame, tmp_path: Path) -> None:
     from aemon import CalibrationError
     from flows.recalibrate import recalibrate
     from flows.score import score_batch
+
+    # A pointwise 1 % threshold, so that a clean week has false positives to give feedback on.
+    registered = _register(history, "pointwise", false_alarms=None)
 
     with pytest.raises(CalibrationError, match="no false-positive feedback"):
         recalibrate(registered)
