@@ -46,9 +46,9 @@ def write_series_demo(folder: Path) -> tuple[Path, Path]:
     clean = history.iloc[3 * week :]
     clean.to_csv(inbox / "2026-01-22_clean.csv", index=False)
     incidents, _, _ = make_series(week, 3, seed=3, start="2026-01-29", incidents=INCIDENT_KINDS)
-    # The last two days drift upwards: enough for the calibrated drift verdict (1 % false drift)
-    # on a week's batch; one day at +1.5 stays within what reference weeks show.
-    incidents.loc[incidents.index >= week - 2 * 288, "metric_2"] += 3.0
+    # The last three days drift upwards: enough for the calibrated drift verdict (1 % false
+    # drift) on a week's batch; one day at +1.5 stays within what reference weeks show.
+    incidents.loc[incidents.index >= week - 3 * 288, "metric_2"] += 3.0
     incidents.to_csv(inbox / "2026-01-29_incidents.csv", index=False)
     malformed = clean.drop(columns=["metric_1"]).head(100)
     malformed.to_csv(inbox / "2026-02-05_malformed.csv", index=False)
