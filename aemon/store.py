@@ -614,19 +614,31 @@ class AnomalyStore:
     # -- feedback --
 
     def add_feedback(self, anomaly_id: int, verdict: str, note: str | None = None) -> int:
-        """Record a verdict (`true_positive` | `false_positive`) on an anomaly; returns its id."""
+        """Record a verdict (`true_positive` | `false_positive`) on an anomaly; returns its id.
+
+        One verdict per anomaly: a second one replaces the first (same id, new verdict, note
+        and time); `verdict_of` tells what it was before."""
         if verdict not in VERDICTS:
             raise ConfigError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
+        f = feedback_table
+        values = {"verdict": verdict, "note": note, "created_at": _utcnow()}
         with self._transaction(f"adding feedback on anomaly {anomaly_id}", write=True) as conn:
             found = conn.scalar(sa.select(anomalies_table.c.id).where(anomalies_table.c.id == anomaly_id))
             if found is None:
                 raise StoreError(f"anomaly {anomaly_id} does not exist in {self.url}")
-            stmt = (
-                sa.insert(feedback_table)
-                .values(anomaly_id=anomaly_id, verdict=verdict, note=note, created_at=_utcnow())
-                .returning(feedback_table.c.id)
-            )
+            earlier = conn.scalar(sa.select(sa.func.min(f.c.id)).where(f.c.anomaly_id == anomaly_id))
+            if earlier is not None:
+                conn.execute(sa.update(f).where(f.c.id == earlier).values(**values))
+                return int(earlier)
+            stmt = sa.insert(f).values(anomaly_id=anomaly_id, **values).returning(f.c.id)
             return int(conn.execute(stmt).scalar_one())
+
+    def verdict_of(self, anomaly_id: int) -> str | None:
+        """The verdict recorded on an anomaly, or None."""
+        f = feedback_table
+        with self._transaction(f"reading feedback on anomaly {anomaly_id}") as conn:
+            stmt = sa.select(f.c.verdict).where(f.c.anomaly_id == anomaly_id).order_by(f.c.id).limit(1)
+            return conn.scalar(stmt)
 
     def list_feedback(
         self, *, model_name: str | None = None, verdict: str | None = None

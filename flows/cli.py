@@ -595,8 +595,10 @@ def feedback(
     from aemon.store import AnomalyStore
 
     with AnomalyStore() as store:
+        earlier = store.verdict_of(anomaly_id)
         feedback_id = store.add_feedback(anomaly_id, verdict.value, note)
-    console.print(f"Feedback {feedback_id}: anomaly {anomaly_id} is a {verdict.value}.")
+    replaced = f" (replaces the earlier verdict {earlier})" if earlier is not None else ""
+    console.print(f"Feedback {feedback_id}: anomaly {anomaly_id} is a {verdict.value}{replaced}.")
 
 
 @app.command()

@@ -184,6 +184,9 @@ def test_quickstart_then_inspect_and_give_feedback(cli_env: dict[str, str], aemo
     assert fb.returncode == 0, fb.stderr
     [row] = store.list_feedback(verdict="false_positive")
     assert row.anomaly_id == top[0]["id"] and row.note == "maintenance"
+    redo = run_aemon("feedback", str(top[0]["id"]), "--verdict", "true_positive", env=cli_env)
+    assert redo.returncode == 0 and "replaces the earlier verdict false_positive" in redo.stdout
+    assert [f.verdict for f in store.list_feedback()] == ["true_positive"]  # one verdict per anomaly
     assert run_aemon("feedback", "999999", "--verdict", "true_positive", env=cli_env).returncode == 1
     assert run_aemon("feedback", "1", "--verdict", "maybe", env=cli_env).returncode == 2
 

@@ -536,6 +536,14 @@ def test_feedback_round_trip(store: AnomalyStore) -> None:
         store.add_feedback(tp, "maybe")
     assert len(store.list_feedback()) == 3
 
+    # A second verdict on the same anomaly replaces the first: still one row per anomaly.
+    anomaly = by_key[batch.id, "k0"].id
+    assert store.verdict_of(anomaly) == "false_positive"
+    assert store.add_feedback(anomaly, "true_positive", "it was real") == fp
+    assert store.verdict_of(anomaly) == "true_positive"
+    assert len(store.list_feedback()) == 3
+    assert [f.note for f in store.list_feedback() if f.id == fp] == ["it was real"]
+
 
 def test_drift_report_round_trip(store: AnomalyStore) -> None:
     first, second = claimed(store, "a"), claimed(store, "b", model_version="2")
