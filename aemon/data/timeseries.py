@@ -180,7 +180,8 @@ def validate_chunk(
             raise DataError(
                 f"{int(bad_mask.sum())} NaN/inf values in columns {cols} "
                 f"(rows {_describe_rows(rows + first_row)}); "
-                f"clean the data or pass fill='ffill'|'interpolate'|'zero'",
+                "clean the data, or train the detector with Detector(fill='ffill'|'interpolate'|"
+                "'zero') so that it repairs such gaps (the CLI has no option for it)",
                 source=source,
                 record=int(rows[0] + first_row),
             )
