@@ -219,11 +219,8 @@ def describe_events(
         return pd.DataFrame([], columns=cols)
     starts = spans[:, 0].astype(np.int64)
     ends = spans[:, 1].astype(np.int64)
-    # Segment sums and maxima in one pass each: reduceat over [start, end + 1) boundaries.
-    bounds = np.stack([starts, ends + 1], axis=1).ravel()
-    inside = bounds < len(scores)
-    col_err = np.add.reduceat(column_errors, bounds[inside], axis=0)[::2]
-    peak_score = np.maximum.reduceat(scores, bounds[inside])[::2]
+    col_err = _per_event(np.add, column_errors, spans)
+    peak_score = _per_event(np.maximum, scores, spans)
     peaks = np.array(
         [
             int(a) + int(np.argmax(scores[a : b + 1] == m))
@@ -255,6 +252,13 @@ def describe_events(
         },
         columns=cols,
     )
+
+
+def _per_event(ufunc: np.ufunc, values: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """`ufunc` reduced over each event's rows (sums, maxima) in one pass: reduceat over the
+    [start, end + 1) boundaries of the (n_events, 2) inclusive `spans`."""
+    bounds = np.stack([spans[:, 0], spans[:, 1] + 1], axis=1).ravel().astype(np.int64)
+    return ufunc.reduceat(values, bounds[bounds < len(values)], axis=0)[::2]
 
 
 def calibrate_event_budget(
@@ -376,9 +380,7 @@ def event_rate_tail(
         spans = find_events(scores > level, gap)
         if len(spans) < min_events:
             continue
-        bounds = np.stack([spans[:, 0], spans[:, 1] + 1], axis=1).ravel()
-        peaks = np.maximum.reduceat(scores, bounds[bounds < len(scores)])[::2]
-        excess = peaks - level
+        excess = _per_event(np.maximum, scores, spans) - level
         if not (excess > 0).any() or np.ptp(excess) == 0:
             return None
         if len(spans) >= gpd_events:

@@ -583,6 +583,10 @@ class Detector:
             )
         return np.concatenate([z, calendar_phases(timestamps, periods)], axis=1)
 
+    def _windows(self, series: Any) -> np.ndarray:
+        """The model's input windows of a loaded series (a view: calendar phases included)."""
+        return sliding_windows(self._standardize(series.values, series.timestamps), self.window, self.stride)
+
     def _as_series_input(self, data: Input) -> tuple[str | Path | pd.DataFrame, SeriesSchema]:
         """A bare (rows, columns) array holds values only: read it without a time column."""
         if isinstance(data, np.ndarray):
@@ -657,9 +661,7 @@ class Detector:
         if self.modality_ == "timeseries":
             data, schema = self._as_series_input(data)
             _, series = load_series(data, schema, fill=self._fill())
-            samples = sliding_windows(
-                self._standardize(series.values, series.timestamps), self.window, self.stride
-            )
+            samples = self._windows(series)
         else:
             samples = _load_images(data, self.schema_)[1].images
         if max_samples is not None and len(samples) > max_samples:

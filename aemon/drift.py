@@ -85,6 +85,9 @@ def reference_profile(
     no scoring, and a few hundred slices of numpy work per size (about a second).
     """
     _check_fitted(detector)
+    if detector.modality_ == "timeseries" and isinstance(reference_data, str | Path):
+        # The sample and the calibration table both need it: read the file once.
+        reference_data = _read_series_once(detector, reference_data)
     profile, _ = _sample_profile(detector, reference_data, sample_size, seed)
     calibration = np.asarray(detector.calibration_scores_, dtype=np.float64)
     if len(calibration) == 0:
@@ -195,7 +198,7 @@ def _input_name(name: str) -> str:
 def _sample_series(
     detector: Detector, data: Input, sample_size: int, seed: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    from aemon.data.timeseries import load_series, sliding_windows
+    from aemon.data.timeseries import load_series
     from aemon.scoring import encode
 
     data, schema = detector._as_series_input(data)  # a bare array has no time column
@@ -206,9 +209,7 @@ def _sample_series(
     starts = np.arange(0, n - w + 1, detector.stride)
     pick = _draw(len(starts), sample_size, seed)
     # The sampled windows go straight through the encoder: the series is read once.
-    z = detector._standardize(series.values, series.timestamps)  # calendar phases need the times
-    windows = sliding_windows(z, w, detector.stride)
-    codes = encode(detector.model_, windows[pick], detector.device_)
+    codes = encode(detector.model_, detector._windows(series)[pick], detector.device_)
     rows = starts[pick] + w - 1
     profile = pd.DataFrame(
         series.values[rows].astype(np.float64), columns=[_input_name(c) for c in schema.columns]
@@ -398,13 +399,12 @@ def _calibration_table(detector: Detector, data: Input, seed: int) -> pd.DataFra
     from aemon.scoring import encode
 
     if detector.modality_ == "timeseries":
-        from aemon.data.timeseries import load_series, sliding_windows
+        from aemon.data.timeseries import load_series
 
         data, schema = detector._as_series_input(data)
         _, series = load_series(data, schema, fill=detector._fill())
         w = detector.window
-        z = detector._standardize(series.values, series.timestamps)
-        windows = sliding_windows(z, w, detector.stride)[-MAX_CALIBRATION_ROWS:]
+        windows = detector._windows(series)[-MAX_CALIBRATION_ROWS:]
         starts = np.arange(0, len(series.values) - w + 1, detector.stride)[-MAX_CALIBRATION_ROWS:]
         codes = encode(detector.model_, windows, detector.device_)
         values = series.values[starts + w - 1].astype(np.float64)
