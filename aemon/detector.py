@@ -41,9 +41,9 @@ from aemon.data.images import ImageBatch, ImageSchema, is_image_source, load_ima
 from aemon.data.timeseries import (
     FILL_METHODS,
     FillMethod,
+    SeriesBatch,
     SeriesSchema,
     is_timeseries_path,
-    iter_series,
     load_series,
     sliding_windows,
 )
@@ -71,6 +71,28 @@ DEFAULT_FALSE_ALARMS = "1/week"
 # What a corrupt or incomplete detector folder raises while it is read.
 LOAD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OSError)
 Z_LIMIT = 1e6  # standardized inputs are clipped here (float32 must not overflow)
+LATENT_SAMPLE = 2_000  # records whose latent codes a score keeps for the drift profile
+Batch = SeriesBatch | ImageBatch
+
+
+@dataclass(frozen=True)
+class LatentSample:
+    """Latent codes of a seeded sample of a batch's records, for drift profiles. `rows`:
+    sorted record indices (for a series, the last point of each sampled window on the
+    window/stride grid; for images, the image); `codes`: (len(rows), latent_dim)."""
+
+    rows: np.ndarray
+    codes: np.ndarray
+
+
+def sample_rows(n: int, k: int, seed: int) -> np.ndarray:
+    """Sorted indices of `k` of `n` records (all when n <= k), seeded: the one draw that the
+    reference profile and every batch's profile share."""
+    if k < 1:
+        raise ConfigError(f"sample size must be >= 1, got {k}")
+    if n <= k:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
 
 
 @dataclass
@@ -91,6 +113,9 @@ class ScoreResult:
     events: pd.DataFrame | None = None  # time series: start, end, peak_score, contributions…
     error_maps: np.ndarray | None = None  # images: (n_images, H, W)
     image_keys: list[str] | None = None  # images: paths relative to the batch, or index:N
+    # The batch as read (once): profiles, plots and rows take it from here, never re-read it.
+    batch: Batch | None = None
+    latents: LatentSample | None = None  # codes of a seeded sample, from the scoring pass
 
     def key(self, i: int) -> str:
         """Record key of record `i`: an image's key, a point's ISO time, or its row number."""
@@ -499,7 +524,7 @@ class Detector:
             seed=self.seed,
             progress=self.progress,
         )
-        cal_scores, _ = score_images(
+        cal_scores, _, _ = score_images(
             self.model_, images[cal_idx], self.loss, self.device_, self.worst_pixels, keep_maps=False
         )
         self.series_scoring_ = None
@@ -596,53 +621,81 @@ class Detector:
             return pd.DataFrame(data, columns=columns), SeriesSchema(None, tuple(columns))
         return data, self.schema_
 
+    def _window_ends(self, n_rows: int) -> np.ndarray:
+        """The last row of each window on the window/stride grid of a series of `n_rows`."""
+        return np.arange(self.window - 1, n_rows, self.stride)
+
+    def read(self, data: Input | Batch) -> Batch:
+        """Read and validate a batch against the training schema, once: a CSV/Parquet file,
+        folder of images, .npy/.npz/IDX file, DataFrame or array (a read batch is returned as
+        is). The batch carries its records and the content hash of the file(s) read.
+        Raises DataError (SchemaError) when it is unreadable or does not match."""
+        self._check_fitted()
+        if isinstance(data, SeriesBatch | ImageBatch):
+            if isinstance(data, SeriesBatch) != (self.modality_ == "timeseries"):
+                raise SchemaError(f"this {self.modality_} detector cannot score a {type(data).__name__}")
+            return data
+        if self.modality_ == "timeseries":
+            source, schema = self._as_series_input(data)
+            return load_series(source, schema, fill=self._fill())[1]
+        return _load_images(data, self.schema_)[1]
+
     def _series_errors(self, chunks: Any) -> np.ndarray:
         """Per-point errors of the value columns (calendar inputs are context, not scored)."""
-        errors = score_windows(self.model_, chunks, self.window, self.stride, self.loss, self.device_)
+        errors, _ = score_windows(self.model_, chunks, self.window, self.stride, self.loss, self.device_)
         return errors[:, : len(self.schema_.columns)]
 
-    def score(self, data: Input, *, chunk_rows: int = 1_000_000) -> ScoreResult:
-        """Score a batch (same input kinds as `fit`): one score per point or image.
+    def score(self, data: Input | Batch, *, latent_sample: int = LATENT_SAMPLE, seed: int = 0) -> ScoreResult:
+        """Score a batch (same input kinds as `fit`, or a batch from `read`): one score per
+        point or image.
 
         Higher score = more anomalous; `is_anomaly` = score > `threshold_`. Time series also
         get `events` (flagged points merged, with per-column contributions); images get
-        per-pixel `error_maps`. Raises SchemaError when the input does not match the
-        training schema.
+        per-pixel `error_maps`. The result keeps the batch it read, and the latent codes of
+        `latent_sample` records drawn with `seed` (for the drift profile), taken from the
+        scoring pass itself. Raises SchemaError when the input does not match the training
+        schema.
         """
-        self._check_fitted()
-        if self.modality_ == "timeseries":
-            return self._score_series(data, chunk_rows)
-        return self._score_images(data)
+        batch = self.read(data)
+        if isinstance(batch, SeriesBatch):
+            return self._score_series(batch, latent_sample, seed)
+        return self._score_images(batch, latent_sample, seed)
 
-    def _score_series(self, data: Input, chunk_rows: int) -> ScoreResult:
-        data, schema = self._as_series_input(data)
-        schema, chunks = iter_series(data, schema, fill=self._fill(), chunk_rows=chunk_rows)
-        stamps: list[np.ndarray] = []
-
-        def standardized() -> Any:
-            for c in chunks:
-                if c.timestamps is not None:
-                    stamps.append(c.timestamps)
-                yield self._standardize(c.values, c.timestamps)
-
-        scores, col_err = series_point_scores(self._series_errors(standardized()), self.series_scoring_)
+    def _score_series(self, batch: SeriesBatch, latent_sample: int, seed: int) -> ScoreResult:
+        z = self._standardize(batch.values, batch.timestamps)
+        ends = self._window_ends(len(z))
+        rows = ends[sample_rows(len(ends), latent_sample, seed)]
+        errors, codes = score_windows(
+            self.model_,
+            [z],
+            self.window,
+            self.stride,
+            self.loss,
+            self.device_,
+            sample_starts=rows - (self.window - 1),
+        )
+        scores, col_err = series_point_scores(errors[:, : len(self.schema_.columns)], self.series_scoring_)
         flags = scores > self.threshold_
-        timestamps = np.concatenate(stamps) if stamps else None
-        events = describe_events(find_events(flags, self._gap()), scores, col_err, schema.columns, timestamps)
+        columns = self.schema_.columns
+        events = describe_events(find_events(flags, self._gap()), scores, col_err, columns, batch.timestamps)
         return ScoreResult(
             scores=scores,
             is_anomaly=flags,
             calibration_scores=self.calibration_scores_,
             threshold=self.threshold_,
-            timestamps=timestamps,
+            timestamps=batch.timestamps,
             column_errors=col_err,
-            columns=schema.columns,
+            columns=columns,
             events=events,
+            batch=batch,
+            latents=LatentSample(rows, codes),
         )
 
-    def _score_images(self, data: Input) -> ScoreResult:
-        _, batch = _load_images(data, self.schema_)
-        scores, maps = score_images(self.model_, batch.images, self.loss, self.device_, self.worst_pixels)
+    def _score_images(self, batch: ImageBatch, latent_sample: int, seed: int) -> ScoreResult:
+        rows = sample_rows(len(batch.images), latent_sample, seed)
+        scores, maps, codes = score_images(
+            self.model_, batch.images, self.loss, self.device_, self.worst_pixels, sample=rows
+        )
         return ScoreResult(
             image_keys=batch.keys,
             scores=scores,
@@ -650,20 +703,28 @@ class Detector:
             calibration_scores=self.calibration_scores_,
             threshold=self.threshold_,
             error_maps=maps,
+            batch=batch,
+            latents=LatentSample(rows, codes),
         )
 
-    def encode(self, data: Input, *, max_samples: int | None = 5_000, seed: int = 0) -> np.ndarray:
+    def latent_sample(self, data: Input | Batch, *, size: int = LATENT_SAMPLE, seed: int = 0) -> LatentSample:
+        """The latent codes of the records `score` would sample, without scoring (for the
+        reference profile): the same draw, through the encoder alone."""
+        batch = self.read(data)
+        if isinstance(batch, SeriesBatch):
+            ends = self._window_ends(batch.n_records)
+            pick = sample_rows(len(ends), size, seed)
+            return LatentSample(ends[pick], encode(self.model_, self._windows(batch)[pick], self.device_))
+        rows = sample_rows(batch.n_records, size, seed)
+        return LatentSample(rows, encode(self.model_, batch.images[rows], self.device_))
+
+    def encode(self, data: Input | Batch, *, max_samples: int | None = 5_000, seed: int = 0) -> np.ndarray:
         """Latent codes of the input's windows or images (N, latent_dim), for drift checks.
 
         At most `max_samples` records, drawn evenly (seeded) so the cost stays bounded.
         """
-        self._check_fitted()
-        if self.modality_ == "timeseries":
-            data, schema = self._as_series_input(data)
-            _, series = load_series(data, schema, fill=self._fill())
-            samples = self._windows(series)
-        else:
-            samples = _load_images(data, self.schema_)[1].images
+        batch = self.read(data)
+        samples = self._windows(batch) if isinstance(batch, SeriesBatch) else batch.images
         if max_samples is not None and len(samples) > max_samples:
             idx = np.sort(np.random.default_rng(seed).choice(len(samples), max_samples, replace=False))
             samples = samples[idx]

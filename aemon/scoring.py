@@ -33,7 +33,8 @@ class WindowScorer:
 
     Feed chunks of rows with `push`; rows keep coming out once no later window can cover
     them, and `finish` flushes the rest. A final window aligned to the series end covers the
-    tail rows that the stride would skip.
+    tail rows that the stride would skip. The latent codes of the windows starting at
+    `sample_starts` (sorted series rows) are kept from the same forward pass, in `codes`.
     """
 
     def __init__(
@@ -44,9 +45,12 @@ class WindowScorer:
         loss: str,
         device: torch.device,
         chunk: int = DEFAULT_CHUNK,
+        sample_starts: np.ndarray | None = None,
     ) -> None:
         self.model, self.window, self.stride, self.loss = model, window, stride, loss
         self.device, self.chunk = device, chunk
+        self._sample = sample_starts
+        self._codes: list[np.ndarray] = []
         self.n_cols = model.spec.input_shape[1]
         self._buf = np.empty((0, self.n_cols), dtype=np.float32)
         self._acc = np.zeros((0, self.n_cols), dtype=np.float64)
@@ -81,6 +85,13 @@ class WindowScorer:
             self._add_windows(tail_start - self._offset, 1)
         return self._emit(len(self._buf))
 
+    @property
+    def codes(self) -> np.ndarray:
+        """Latent codes of the sampled windows seen so far, in `sample_starts` order."""
+        if not self._codes:
+            return np.empty((0, self.model.spec.latent_dim), np.float32)
+        return np.concatenate(self._codes)
+
     def _emit(self, n: int) -> PointErrors:
         n = max(0, min(n, len(self._buf)))
         out = PointErrors(self._acc[:n] / self._cnt[:n, None], self._offset)
@@ -99,7 +110,13 @@ class WindowScorer:
                 span = (k - 1) * s + 1  # rows from the first to the last window start
                 # The one copy per chunk: overlapping windows into a contiguous batch.
                 xt = torch.from_numpy(view[first : first + span : s].copy()).to(self.device)
-                err = elementwise_loss(self.model(xt).recon, xt, self.loss).cpu().numpy()
+                out = self.model(xt)
+                err = elementwise_loss(out.recon, xt, self.loss).cpu().numpy()
+                if self._sample is not None:
+                    starts = self._offset + first + s * np.arange(k)
+                    keep = np.isin(starts, self._sample, assume_unique=True)
+                    if keep.any():
+                        self._codes.append(out.code[torch.from_numpy(keep).to(self.device)].float().cpu().numpy())
                 # Overlap-add: position j of window m lands on row first + m * stride + j. Errors
                 # stay float32 per window and accumulate in float64 per row.
                 acc = self._acc[first : first + span + w - 1]
@@ -119,12 +136,14 @@ def score_windows(
     stride: int,
     loss: str,
     device: torch.device,
-) -> np.ndarray:
-    """Per-point, per-column errors (n_rows, columns) of a whole standardised series."""
-    scorer = WindowScorer(model, window, stride, loss, device)
+    sample_starts: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-point, per-column errors (n_rows, columns) of a whole standardised series, and the
+    latent codes of the windows starting at `sample_starts` (sorted rows; empty without)."""
+    scorer = WindowScorer(model, window, stride, loss, device, sample_starts=sample_starts)
     parts = [scorer.push(c).errors for c in chunks]
     parts.append(scorer.finish().errors)
-    return np.concatenate(parts)
+    return np.concatenate(parts), scorer.codes
 
 
 def score_images(
@@ -135,21 +154,29 @@ def score_images(
     worst_pixels: float = 1.0,
     chunk: int = DEFAULT_CHUNK // 16,
     keep_maps: bool = True,
-) -> tuple[np.ndarray, np.ndarray | None]:
+    sample: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Per-image scores (N,): the mean error of the `worst_pixels` share of each image's
-    pixels (1.0: all), and per-pixel error maps (N, H, W), both averaged over channels."""
+    pixels (1.0: all); per-pixel error maps (N, H, W), both averaged over channels; and the
+    latent codes of the images at `sample` (sorted indices), from the same forward pass."""
     scores = np.empty(len(images), dtype=np.float64)
     maps = np.empty((len(images), *images.shape[2:]), dtype=np.float32) if keep_maps else None
     n_worst = max(1, math.ceil(worst_pixels * math.prod(images.shape[2:])))
+    codes: list[np.ndarray] = []
     with torch.inference_mode():
         for i in range(0, len(images), chunk):
             x = torch.from_numpy(np.ascontiguousarray(images[i : i + chunk])).to(device)
-            err = elementwise_loss(model(x).recon, x, loss).mean(dim=1)
+            out = model(x)
+            err = elementwise_loss(out.recon, x, loss).mean(dim=1)
+            if sample is not None:
+                keep = sample[(sample >= i) & (sample < i + len(x))] - i
+                codes.append(out.code[torch.from_numpy(keep).to(device)].float().cpu().numpy())
             worst = err.flatten(1).topk(n_worst, dim=1, sorted=False).values
             scores[i : i + len(x)] = worst.mean(1).double().cpu().numpy()
             if maps is not None:
                 maps[i : i + len(x)] = err.float().cpu().numpy()
-    return scores, maps
+    latent = np.concatenate(codes) if codes else np.empty((0, model.spec.latent_dim), np.float32)
+    return scores, maps, latent
 
 
 def encode(

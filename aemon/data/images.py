@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aemon.data.source import file_sha256, folder_sha256, read_bytes
 from aemon.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -34,8 +35,16 @@ class ImageSchema:
 
 @dataclass
 class ImageBatch:
+    """Images read and validated once: what scoring, profiles and plots all take."""
+
     keys: list[str]
     images: np.ndarray  # (N, C, H, W) float32 in [0, 1]
+    source: str = "<array>"
+    content_sha256: str | None = None  # of the files read; None for an in-memory array
+
+    @property
+    def n_records(self) -> int:
+        return len(self.images)
 
 
 def is_image_source(path: Path) -> bool:
@@ -55,14 +64,21 @@ def list_image_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_idx_images(path: Path) -> np.ndarray:
-    """MNIST IDX image file (gzipped or not) -> (N, H, W) uint8."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise DataError(f"cannot read IDX file: {exc}", source=path) from exc
+def _other_files(folder: Path, images: Sequence[Path]) -> list[tuple[str, str]]:
+    """(key, sha256) of a folder's files that are not images: they count in its content hash."""
+    shown = set(images)
+    others = sorted(p for p in folder.rglob("*") if p.is_file() and p not in shown)
+    return [(p.relative_to(folder).as_posix(), file_sha256(p)) for p in others]
+
+
+def read_idx_images(path: Path, raw: bytes | None = None) -> np.ndarray:
+    """MNIST IDX image file (gzipped or not) -> (N, H, W) uint8; `raw`: its bytes, if read."""
+    raw = read_bytes(path)[0] if raw is None else raw
+    if path.name.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"cannot read IDX file: {exc}", source=path) from exc
     if len(raw) < 16:
         raise DataError("file too short for an IDX image header", source=path)
     magic, n, rows, cols = struct.unpack(">IIII", raw[:16])
@@ -79,11 +95,12 @@ def read_idx_images(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols)
 
 
-def read_array(path: Path) -> np.ndarray:
-    """.npy, or .npz with one array (or one named `images`/`x`)."""
+def read_array(path: Path, raw: bytes | None = None) -> np.ndarray:
+    """.npy, or .npz with one array (or one named `images`/`x`); `raw`: its bytes, if read."""
+    raw = read_bytes(path)[0] if raw is None else raw
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        loaded = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read array file: {exc}", source=path) from exc
     if isinstance(loaded, np.ndarray):
         return loaded
@@ -185,18 +202,28 @@ def _decode_all(items: Sequence[tuple[str, Path | io.BytesIO]], root: Path | Non
     return arrays
 
 
-def _read_image_files(files: Sequence[Path], root: Path) -> tuple[list[str], list[np.ndarray]]:
+def _read_image_files(
+    files: Sequence[Path], root: Path
+) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
+    """Keys, decoded images, and (key, sha256) of each file: every file is read once."""
     keys = [path.relative_to(root).as_posix() for path in files]
-    return keys, _decode_all(list(zip(keys, files, strict=True)), root)
+    contents = [read_bytes(path) for path in files]
+    hashes = [(k, sha) for k, (_, sha) in zip(keys, contents, strict=True)]
+    buffers = [(k, io.BytesIO(raw)) for k, (raw, _) in zip(keys, contents, strict=True)]
+    return keys, _decode_all(buffers, root), hashes
 
 
 def load_images(
     data: str | Path | np.ndarray, schema: ImageSchema | None = None
 ) -> tuple[ImageSchema, ImageBatch]:
-    """Read images and bring them to `schema` (inferred from the first image when None)."""
+    """Read images and bring them to `schema` (inferred from the first image when None).
+
+    Each file is opened once; the batch carries the content hash of what was read.
+    """
     if isinstance(data, np.ndarray):
         nchw = _to_nchw(data, "<array>")
         keys = [f"index:{i}" for i in range(len(nchw))]
+        source, sha = "<array>", None
     else:
         path = Path(data)
         source = str(path)
@@ -204,36 +231,34 @@ def load_images(
             raise DataError("file or folder not found", source=path)
         name = path.name.lower()
         if path.is_dir():
-            keys, arrays = _read_image_files(list_image_files(path), path)
+            files = list_image_files(path)
+            keys, arrays, hashes = _read_image_files(files, path)
+            sha = folder_sha256(hashes + _other_files(path, files))
             channels = 3 if any(a.shape[-1] == 3 for a in arrays) else 1
             target = schema or ImageSchema(arrays[0].shape[0], arrays[0].shape[1], channels)
             converted = [
                 _resize_nchw(_to_nchw(a[None], f"{source}/{k}"), target)
                 for a, k in zip(arrays, keys, strict=True)
             ]
-            return target, ImageBatch(keys=keys, images=np.concatenate(converted))
-        if name.endswith(ARRAY_SUFFIXES):
-            nchw = _to_nchw(read_array(path), source)
-        elif name.endswith(("-ubyte.gz", "-ubyte")):
-            nchw = _to_nchw(read_idx_images(path), source)
-        elif name.endswith(IMAGE_SUFFIXES):
-            keys, arrays = _read_image_files([path], path.parent)
+            return target, ImageBatch(keys, np.concatenate(converted), source, sha)
+        if name.endswith(IMAGE_SUFFIXES):
+            keys, arrays, hashes = _read_image_files([path], path.parent)
             nchw = _to_nchw(arrays[0][None], source)
             target = schema or ImageSchema(nchw.shape[2], nchw.shape[3], nchw.shape[1])
-            return target, ImageBatch(keys=keys, images=_resize_nchw(nchw, target))
-        else:
+            return target, ImageBatch(keys, _resize_nchw(nchw, target), source, hashes[0][1])
+        if not name.endswith(ARRAY_SUFFIXES + ("-ubyte.gz", "-ubyte")):
             raise DataError(
                 "unsupported image source; expected a folder of images, .npy/.npz or IDX .gz",
                 source=path,
             )
+        raw, sha = read_bytes(path)
+        array = read_array(path, raw) if name.endswith(ARRAY_SUFFIXES) else read_idx_images(path, raw)
+        nchw = _to_nchw(array, source)
         keys = [f"index:{i}" for i in range(len(nchw))]
     if len(nchw) == 0:
-        raise DataError(
-            "no images in the input",
-            source=str(data) if not isinstance(data, np.ndarray) else "<array>",
-        )
+        raise DataError("no images in the input", source=source)
     target = schema or ImageSchema(nchw.shape[2], nchw.shape[3], nchw.shape[1])
-    return target, ImageBatch(keys=keys, images=_resize_nchw(nchw, target))
+    return target, ImageBatch(keys, _resize_nchw(nchw, target), source, sha)
 
 
 def decode_images(items: Sequence[bytes | str | Path], schema: ImageSchema) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from aemon.data.source import ContentHash, open_hashed
 from aemon.errors import ConfigError, DataError, SchemaError, safe_text
 
 FillMethod = Literal["ffill", "interpolate", "zero"]
@@ -42,6 +43,21 @@ class SeriesChunk:
     values: np.ndarray
     timestamps: np.ndarray | None  # datetime64[ns] or None when the series has no time column
     first_row: int  # index of the chunk's first row in the whole series
+
+
+@dataclass
+class SeriesBatch:
+    """A whole series read and validated once: what scoring, profiles and plots all take."""
+
+    values: np.ndarray  # (n_rows, n_columns) float32
+    timestamps: np.ndarray | None  # datetime64[ns] or None when the series has no time column
+    columns: tuple[str, ...]
+    source: str = "<DataFrame>"
+    content_sha256: str | None = None  # of the file read; None for a DataFrame
+
+    @property
+    def n_records(self) -> int:
+        return len(self.values)
 
 
 def is_timeseries_path(path: Path) -> bool:
@@ -251,40 +267,54 @@ def fill_missing(values: np.ndarray, fill: FillMethod) -> np.ndarray:
     return frame.to_numpy(dtype=np.float64)
 
 
-def read_frame_chunks(path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """Yield a CSV or Parquet file as DataFrames of at most about `chunk_rows` rows."""
+def read_frame_chunks(
+    path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS, content_hash: ContentHash | None = None
+) -> Iterator[pd.DataFrame]:
+    """Yield a CSV or Parquet file as DataFrames of at most about `chunk_rows` rows.
+
+    The file is opened once and hashed as it is read: once the last chunk is out,
+    `content_hash.value` is the file's sha256.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     name = path.name.lower()
+    if not name.endswith((".parquet", ".pq", ".csv", ".csv.gz")):
+        raise DataError(
+            f"unsupported time-series file type; expected one of {TIMESERIES_SUFFIXES}", source=path
+        )
     try:
-        if name.endswith((".parquet", ".pq")):
-            with pq.ParquetFile(path) as pf:
-                for batch in pf.iter_batches(batch_size=chunk_rows):
-                    yield batch.to_pandas()
-            return
-        if name.endswith((".csv", ".csv.gz")):
-            # Timestamps stay strings here; validate_chunk parses them with pandas' rules.
-            block = max(1 << 20, min(chunk_rows * 32, 1 << 28))
-            reader = pacsv.open_csv(
-                path,
-                read_options=pacsv.ReadOptions(block_size=block),
-                convert_options=pacsv.ConvertOptions(timestamp_parsers=[], strings_can_be_null=True),
-            )
-            pending: pa.Table | None = None
-            for batch in reader:
-                table = pa.Table.from_batches([batch])
-                pending = table if pending is None else pa.concat_tables([pending, table])
-                while pending.num_rows >= chunk_rows:
-                    yield pending.slice(0, chunk_rows).to_pandas()
-                    pending = pending.slice(chunk_rows)
-            if pending is not None and pending.num_rows:
-                yield pending.to_pandas()
-            return
+        with open_hashed(path) as fh:
+            if name.endswith((".parquet", ".pq")):
+                # Parquet is read from its footer backwards: from memory, after one read.
+                with pq.ParquetFile(pa.BufferReader(fh.read())) as pf:
+                    for batch in pf.iter_batches(batch_size=chunk_rows):
+                        yield batch.to_pandas()
+            else:
+                # Timestamps stay strings here; validate_chunk parses them with pandas' rules.
+                stream: pa.NativeFile = pa.PythonFile(fh, mode="r")
+                if name.endswith(".gz"):
+                    stream = pa.CompressedInputStream(stream, "gzip")
+                block = max(1 << 20, min(chunk_rows * 32, 1 << 28))
+                reader = pacsv.open_csv(
+                    stream,
+                    read_options=pacsv.ReadOptions(block_size=block),
+                    convert_options=pacsv.ConvertOptions(timestamp_parsers=[], strings_can_be_null=True),
+                )
+                pending: pa.Table | None = None
+                for batch in reader:
+                    table = pa.Table.from_batches([batch])
+                    pending = table if pending is None else pa.concat_tables([pending, table])
+                    while pending.num_rows >= chunk_rows:
+                        yield pending.slice(0, chunk_rows).to_pandas()
+                        pending = pending.slice(chunk_rows)
+                if pending is not None and pending.num_rows:
+                    yield pending.to_pandas()
+            if content_hash is not None:
+                content_hash.value = fh.hexdigest()
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"cannot read file: {_arrow_reason(exc)}", source=path) from exc
-    raise DataError(f"unsupported time-series file type; expected one of {TIMESERIES_SUFFIXES}", source=path)
 
 
 def _arrow_reason(exc: Exception) -> str:
@@ -308,11 +338,13 @@ def iter_series(
     columns: Sequence[str] | None = None,
     fill: FillMethod | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    content_hash: ContentHash | None = None,
 ) -> tuple[SeriesSchema, Iterator[SeriesChunk]]:
     """Open a series and return its schema and an iterator of validated chunks.
 
     With `schema` (a trained detector's), the input must contain those columns; otherwise the
-    schema is inferred from the first chunk.
+    schema is inferred from the first chunk. A file's sha256 is left in `content_hash` once
+    the last chunk is out.
     """
     if isinstance(data, pd.DataFrame):
         source = "<DataFrame>"
@@ -324,7 +356,7 @@ def iter_series(
         source = str(path)
         if not path.exists():
             raise DataError("file not found", source=path)
-        frames = read_frame_chunks(path, chunk_rows)
+        frames = read_frame_chunks(path, chunk_rows, content_hash)
     first = next(frames, None)
     if first is None or len(first) == 0:
         raise DataError("the series has no rows", source=source)
@@ -352,15 +384,17 @@ def load_series(
     data: str | Path | pd.DataFrame,
     schema: SeriesSchema | None = None,
     **kwargs: object,
-) -> tuple[SeriesSchema, SeriesChunk]:
-    """Read a whole series into memory (for training; scoring streams with `iter_series`)."""
-    schema, chunks = iter_series(data, schema, **kwargs)  # type: ignore[arg-type]
+) -> tuple[SeriesSchema, SeriesBatch]:
+    """Read a whole series into memory, once (a file's content hash comes with it)."""
+    content_hash = ContentHash()
+    schema, chunks = iter_series(data, schema, content_hash=content_hash, **kwargs)  # type: ignore[arg-type]
     parts = list(chunks)
     values = np.concatenate([p.values for p in parts]) if len(parts) > 1 else parts[0].values
     stamps = None
     if parts[0].timestamps is not None:
         stamps = np.concatenate([p.timestamps for p in parts if p.timestamps is not None])
-    return schema, SeriesChunk(values=values, timestamps=stamps, first_row=0)
+    source = "<DataFrame>" if isinstance(data, pd.DataFrame) else str(data)
+    return schema, SeriesBatch(values, stamps, schema.columns, source, content_hash.value)
 
 
 def sliding_windows(values: np.ndarray, window: int, stride: int = 1) -> np.ndarray:

@@ -45,14 +45,14 @@ def test_streaming_matches_brute_force(n: int, window: int, stride: int, chunk_r
     x = np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32)
     model = tiny_model(window, 2)
     chunks = (x[i : i + chunk_rows] for i in range(0, n, chunk_rows))
-    got = score_windows(model, chunks, window, stride, "mse", torch.device("cpu"))
+    got, _ = score_windows(model, chunks, window, stride, "mse", torch.device("cpu"))
     np.testing.assert_allclose(got, brute_force(model, x, window, stride), rtol=1e-5, atol=1e-7)
 
 
 def test_scorer_forward_chunks_do_not_change_results() -> None:
     x = np.random.default_rng(1).normal(size=(500, 1)).astype(np.float32)
     model = tiny_model(10, 1)
-    a = score_windows(model, iter([x]), 10, 1, "mse", torch.device("cpu"))
+    a, _ = score_windows(model, iter([x]), 10, 1, "mse", torch.device("cpu"))
     scorer = WindowScorer(model, 10, 1, "mse", torch.device("cpu"), chunk=7)
     b = np.concatenate([scorer.push(x).errors, scorer.finish().errors])
     np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -63,7 +63,7 @@ def test_image_scores_are_the_mean_of_the_worst_pixels(worst_pixels: float, n_wo
     torch.manual_seed(0)
     model = Autoencoder(default_spec("conv", "image", (1, 8, 8), output="sigmoid")).eval()
     images = np.random.default_rng(0).random((5, 1, 8, 8)).astype(np.float32)
-    scores, maps = score_images(model, images, "mse", torch.device("cpu"), worst_pixels, chunk=2)
+    scores, maps, _ = score_images(model, images, "mse", torch.device("cpu"), worst_pixels, chunk=2)
     assert maps is not None and maps.shape == (5, 8, 8)
     worst = np.sort(maps.reshape(5, -1), axis=1)[:, -n_worst:]  # ceil(share * 64) pixels
     np.testing.assert_allclose(scores, worst.mean(1), rtol=1e-5)
@@ -73,3 +73,30 @@ def test_encode_gives_one_code_per_sample() -> None:
     model = tiny_model(8, 2)
     codes = encode(model, np.zeros((13, 8, 2), np.float32), torch.device("cpu"), chunk=5)
     assert codes.shape == (13, 3)
+
+
+@pytest.mark.parametrize(("stride", "chunk", "chunk_rows"), [(1, 7, 1000), (3, 4, 11), (5, 1000, 30)])
+def test_sampled_codes_from_the_scoring_pass_equal_encoding_those_windows(
+    stride: int, chunk: int, chunk_rows: int
+) -> None:
+    """The drift profile's latent codes come from the scoring pass: the same codes as
+    encoding the sampled windows alone, whatever the chunking."""
+    x = np.random.default_rng(2).normal(size=(200, 2)).astype(np.float32)
+    model = tiny_model(8, 2)
+    grid = np.arange(0, 200 - 8 + 1, stride)
+    starts = np.sort(np.random.default_rng(0).choice(grid, 17, replace=False))
+    scorer = WindowScorer(model, 8, stride, "mse", torch.device("cpu"), chunk=chunk, sample_starts=starts)
+    for i in range(0, 200, chunk_rows):
+        scorer.push(x[i : i + chunk_rows])
+    scorer.finish()
+    windows = np.stack([x[s : s + 8] for s in starts])
+    np.testing.assert_allclose(scorer.codes, encode(model, windows, torch.device("cpu")), rtol=1e-5, atol=1e-6)
+
+
+def test_sampled_image_codes_equal_encoding_those_images() -> None:
+    torch.manual_seed(0)
+    model = Autoencoder(default_spec("conv", "image", (1, 8, 8), output="sigmoid")).eval()
+    images = np.random.default_rng(0).random((9, 1, 8, 8)).astype(np.float32)
+    sample = np.array([0, 3, 4, 8])
+    _, _, codes = score_images(model, images, "mse", torch.device("cpu"), chunk=2, sample=sample)
+    np.testing.assert_allclose(codes, encode(model, images[sample], torch.device("cpu")), rtol=1e-5, atol=1e-6)
