@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from aemon.data.source import file_sha256, folder_sha256
 from aemon.errors import MAX_PROBLEM_CHARS, DataError, safe_text
 
 if TYPE_CHECKING:
@@ -63,24 +64,15 @@ class BatchOutcome:
 
 
 def batch_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, or of a folder's sorted (relative path, file sha256) list."""
+    """sha256 of a file's bytes, or of a folder's sorted (relative path, file sha256) list:
+    the hash that reading a batch computes as it goes, for a batch that could not be read."""
     if not path.exists():
         raise DataError("batch not found", source=path)
     if path.is_file():
-        return _file_sha256(path)
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        digest.update(_file_sha256(file).encode())
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return file_sha256(path)
+    return folder_sha256(
+        (p.relative_to(path).as_posix(), file_sha256(p)) for p in path.rglob("*") if p.is_file()
+    )
 
 
 def list_new_batches(inbox: Path) -> list[Path]:
@@ -210,12 +202,20 @@ def score_batch_into_store(
     source = str(path)
     if inbox is not None and (target := escaping_link(path, inbox)) is not None:
         return _quarantine_link(store, path, target, model_name=model_name, model_version=model_version)
-    sha = batch_sha256(path)
+    if not path.exists():
+        raise DataError("batch not found", source=path)
+    # One read gives the records and the content hash; a batch that cannot be read is hashed
+    # on its own, to be recorded as quarantined.
+    try:
+        batch, problem = detector.read(path), None
+    except DataError as exc:
+        batch, problem = None, exc
+    sha = batch.content_sha256 if batch is not None and batch.content_sha256 else batch_sha256(path)
     outcome = BatchOutcome(source, "skipped", model_name, model_version, sha)
-    batch = store.claim_batch(
+    claimed = store.claim_batch(
         source=source, content_sha256=sha, model_name=model_name, model_version=model_version
     )
-    if batch is None:
+    if claimed is None:
         previous = store.find_batch(content_sha256=sha, model_name=model_name, model_version=model_version)
         if previous is not None and previous.status == "quarantined":
             # The same bad content under another name: quarantined again, never "done".
@@ -228,20 +228,25 @@ def score_batch_into_store(
             return outcome
         log.info("%s: already scored by %s/%s, skipped", source, model_name, model_version)
         return outcome
-    outcome.batch_id = batch.id
+    outcome.batch_id = claimed.id
+    if problem is not None:
+        store.fail_batch(claimed.id, str(problem), quarantined=True)
+        log.warning("%s quarantined: %s", source, problem)
+        outcome.status, outcome.error = "quarantined", str(problem)
+        return outcome
     try:
-        result = detector.score(path)
-    except DataError as exc:
-        store.fail_batch(batch.id, str(exc), quarantined=True)
+        result = detector.score(batch)  # type: ignore[arg-type]  # read, as problem is None
+    except DataError as exc:  # valid to read, not to score (a series shorter than the window)
+        store.fail_batch(claimed.id, str(exc), quarantined=True)
         log.warning("%s quarantined: %s", source, exc)
         outcome.status, outcome.error = "quarantined", str(exc)
         return outcome
     except Exception as exc:
-        store.fail_batch(batch.id, safe_text(f"{type(exc).__name__}: {exc}", MAX_PROBLEM_CHARS))
+        store.fail_batch(claimed.id, safe_text(f"{type(exc).__name__}: {exc}", MAX_PROBLEM_CHARS))
         raise
-    maps = error_map_root / model_name / str(batch.id) / "error_maps" if error_map_root else None
+    maps = error_map_root / model_name / str(claimed.id) / "error_maps" if error_map_root else None
     rows = anomaly_rows(result, maps)
-    store.complete_batch(batch.id, rows, n_records=result.n_records)
+    store.complete_batch(claimed.id, rows, n_records=result.n_records)
     outcome.status, outcome.result = "done", result
     outcome.n_records, outcome.n_flagged = result.n_records, result.n_flagged
     log.info("%s: %d of %d records flagged", source, result.n_flagged, result.n_records)

@@ -667,7 +667,7 @@ class Detector:
         rows = ends[sample_rows(len(ends), latent_sample, seed)]
         errors, codes = score_windows(
             self.model_,
-            [z],
+            iter([z]),
             self.window,
             self.stride,
             self.loss,

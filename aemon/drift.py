@@ -8,10 +8,12 @@ A *profile* is a table with one row per sampled record and three groups of colum
 - **score**: the anomaly score (`score`; higher = more anomalous).
 
 The reference profile is computed once per model version and saved with it
-(`save_profile`/`load_profile`); each scored batch gets a `batch_profile`, and `drift_report`
-compares the two with Evidently (HTML + JSON). `plot_batch` draws the batch for people;
-`monitor_batch` does profile, report and plot in one call. `flag_rate_check` asks whether a
-model flags more than the false-positive rate it was calibrated for.
+(`save_profile`/`load_profile`); each scored batch gets a `batch_profile` from its score
+result (the batch as read and the latent codes of the scoring pass: nothing is read again),
+and `drift_report` compares the two: a calibrated verdict, a small summary (report.html and
+report.json, a few KB), and Evidently's full HTML only when drift is found or asked for.
+`plot_batch` draws the batch for people; `monitor_batch` does profile, plot and report in one
+call. `flag_rate_check` asks whether a model flags more than the rate it was calibrated for.
 
 This is the only module that imports Evidently, and it does so lazily inside functions
 (`import evidently` takes ~5 s), so importing `aemon.drift` stays cheap.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -33,10 +36,12 @@ import pandas as pd
 
 from aemon.calibration import parse_rate
 from aemon.config import apply_environment_defaults
+from aemon.data.images import ImageBatch
+from aemon.data.timeseries import SeriesBatch
 from aemon.errors import ConfigError, DataError, NotFittedError
 
 if TYPE_CHECKING:
-    from aemon.detector import Detector, Input, ScoreResult
+    from aemon.detector import Batch, Detector, Input, LatentSample, ScoreResult
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,8 @@ IMAGE_STATS = ("brightness_mean", "brightness_std", "edge_energy", "brightness_p
 GROUPS = ("input", "latent", "score")
 DEFAULT_SAMPLE_SIZE = 2_000
 DEFAULT_FALSE_DRIFT_RATE = 0.01  # drift verdicts on batches drawn from the reference
-REPORT_HTML, REPORT_JSON, PLOT_PNG = "report.html", "report.json", "batch.png"
+REPORT_HTML, REPORT_JSON, PLOT_PNG = "report.html", "report.json", "batch.png"  # every batch
+EVIDENTLY_HTML, EVIDENTLY_JSON = "evidently.html", "evidently.json"  # on drift or when asked
 AUTO_KS_MAX_ROWS = 1_000  # "auto" drift test: K-S up to this many rows, Wasserstein above
 _LATENT_RE = re.compile(rf"^{LATENT_PREFIX}\d+$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^\w .()-]")
@@ -85,10 +91,8 @@ def reference_profile(
     no scoring, and a few hundred slices of numpy work per size (about a second).
     """
     _check_fitted(detector)
-    if detector.modality_ == "timeseries" and isinstance(reference_data, str | Path):
-        # The sample and the calibration table both need it: read the file once.
-        reference_data = _read_series_once(detector, reference_data)
-    profile, _ = _sample_profile(detector, reference_data, sample_size, seed)
+    batch = detector.read(reference_data)  # once, for the sample and the calibration table
+    profile = _profile(batch, detector.latent_sample(batch, size=sample_size, seed=seed))
     calibration = np.asarray(detector.calibration_scores_, dtype=np.float64)
     if len(calibration) == 0:
         raise DataError("the detector holds no calibration scores to build a reference from")
@@ -101,7 +105,7 @@ def reference_profile(
     series = detector.modality_ == "timeseries"
     profile.attrs[CALIBRATION_KEY] = calibrate_drift(
         profile,
-        _calibration_table(detector, reference_data, seed),
+        _calibration_table(detector, batch, seed),
         contiguous=series,
         window=detector.window if series else 1,
         stride=detector.stride if series else 1,
@@ -112,29 +116,18 @@ def reference_profile(
     return profile
 
 
-def batch_profile(
-    detector: Detector,
-    batch_data: Input,
-    result: ScoreResult,
-    *,
-    sample_size: int = DEFAULT_SAMPLE_SIZE,
-    seed: int = 0,
-) -> pd.DataFrame:
+def batch_profile(result: ScoreResult) -> pd.DataFrame:
     """The profile of a scored batch: same columns and alignment as `reference_profile`.
 
-    At most `sample_size` rows (default 2,000: the Evidently report then takes about a
-    second and its JSON stays a few KB whatever the batch size), drawn evenly with `seed`.
-    `result` is `detector.score(batch_data)`; the `score` column holds the sampled records'
-    scores (for a series, the score of the window's last point).
+    Its rows are the records whose latent codes `Detector.score` kept (at most
+    `LATENT_SAMPLE`, 2,000 by default, drawn with the same seeded rule as the reference), read
+    from the batch the result holds: the batch is not read or encoded again. The `score`
+    column holds those records' scores (for a series, the score of the window's last point).
     """
-    _check_fitted(detector)
-    profile, rows = _sample_profile(detector, batch_data, sample_size, seed)
-    if rows.size and rows.max() >= result.n_records:
-        raise DataError(
-            f"the score result has {result.n_records} records but the batch has more; "
-            "pass the result of scoring this batch"
-        )
-    profile[SCORE_COLUMN] = np.asarray(result.scores, dtype=np.float64)[rows]
+    if result.batch is None or result.latents is None:
+        raise DataError("this score result holds no batch: profile the result of Detector.score")
+    profile = _profile(result.batch, result.latents)
+    profile[SCORE_COLUMN] = np.asarray(result.scores, dtype=np.float64)[result.latents.rows]
     profile.attrs["n_records"] = int(result.n_records)  # the batch size the verdict is calibrated for
     return profile
 
@@ -172,64 +165,22 @@ def _check_fitted(detector: Detector) -> None:
         raise NotFittedError("this Detector is not fitted yet: call fit() or Detector.load()")
 
 
-def _draw(n: int, k: int, seed: int) -> np.ndarray:
-    """Sorted indices of `k` of `n` records (all when n <= k), seeded."""
-    if k < 1:
-        raise ConfigError(f"sample_size must be >= 1, got {k}")
-    if n <= k:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
-
-
-def _sample_profile(
-    detector: Detector, data: Input, sample_size: int, seed: int
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Input and latent columns of the sampled records, and the records' indices."""
-    if detector.modality_ == "timeseries":
-        return _sample_series(detector, data, sample_size, seed)
-    return _sample_images(detector, data, sample_size, seed)
-
-
 def _input_name(name: str) -> str:
     # A value column must not pass for the score or a latent column.
     return f"input_{name}" if column_group(name) != "input" else name
 
 
-def _sample_series(
-    detector: Detector, data: Input, sample_size: int, seed: int
-) -> tuple[pd.DataFrame, np.ndarray]:
-    from aemon.data.timeseries import load_series
-    from aemon.scoring import encode
-
-    data, schema = detector._as_series_input(data)  # a bare array has no time column
-    _, series = load_series(data, schema, fill=detector._fill())
-    n, w = len(series.values), detector.window
-    if n < w:
-        raise DataError(f"the series has {n} rows, fewer than the window ({w})")
-    starts = np.arange(0, n - w + 1, detector.stride)
-    pick = _draw(len(starts), sample_size, seed)
-    # The sampled windows go straight through the encoder: the series is read once.
-    codes = encode(detector.model_, detector._windows(series)[pick], detector.device_)
-    rows = starts[pick] + w - 1
-    profile = pd.DataFrame(
-        series.values[rows].astype(np.float64), columns=[_input_name(c) for c in schema.columns]
-    )
-    return _with_latents(profile, codes), rows
+def _inputs(batch: Batch, rows: np.ndarray) -> pd.DataFrame:
+    """The input columns of a profile at `rows`: a series' values, or image statistics."""
+    if isinstance(batch, SeriesBatch):
+        values = batch.values[rows].astype(np.float64)
+        return pd.DataFrame(values, columns=[_input_name(c) for c in batch.columns])
+    return image_statistics(batch.images[rows])
 
 
-def _sample_images(
-    detector: Detector, data: Input, sample_size: int, seed: int
-) -> tuple[pd.DataFrame, np.ndarray]:
-    from aemon.data.images import load_images
-    from aemon.scoring import encode
-
-    if isinstance(data, pd.DataFrame):
-        raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
-    _, batch = load_images(data, detector.schema_)
-    pick = _draw(len(batch.images), sample_size, seed)
-    images = batch.images[pick]  # (n, C, H, W) in [0, 1]
-    codes = encode(detector.model_, images, detector.device_)
-    return _with_latents(image_statistics(images), codes), pick
+def _profile(batch: Batch, latents: LatentSample) -> pd.DataFrame:
+    """Input and latent columns of the sampled records."""
+    return _with_latents(_inputs(batch, latents.rows), latents.codes)
 
 
 def image_statistics(images: np.ndarray) -> pd.DataFrame:
@@ -393,30 +344,18 @@ def drift_threshold(calibration: dict[str, Any], batch_size: int) -> tuple[float
     return float(calibration["thresholds"][i]), int(sizes[i])
 
 
-def _calibration_table(detector: Detector, data: Input, seed: int) -> pd.DataFrame:
+def _calibration_table(detector: Detector, batch: Batch, seed: int) -> pd.DataFrame:
     """Input and latent columns of (at most MAX_CALIBRATION_ROWS) reference records: every
     window of a series (its most recent stretch, in time order), or a random draw of images."""
+    from aemon.detector import sample_rows
     from aemon.scoring import encode
 
-    if detector.modality_ == "timeseries":
-        from aemon.data.timeseries import load_series
-
-        data, schema = detector._as_series_input(data)
-        _, series = load_series(data, schema, fill=detector._fill())
-        w = detector.window
-        windows = detector._windows(series)[-MAX_CALIBRATION_ROWS:]
-        starts = np.arange(0, len(series.values) - w + 1, detector.stride)[-MAX_CALIBRATION_ROWS:]
-        codes = encode(detector.model_, windows, detector.device_)
-        values = series.values[starts + w - 1].astype(np.float64)
-        frame = pd.DataFrame(values, columns=[_input_name(c) for c in schema.columns])
-        return _with_latents(frame, codes)
-    from aemon.data.images import load_images
-
-    if isinstance(data, pd.DataFrame):
-        raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
-    _, batch = load_images(data, detector.schema_)
-    images = batch.images[_draw(len(batch.images), MAX_CALIBRATION_ROWS, seed + 1)]
-    return _with_latents(image_statistics(images), encode(detector.model_, images, detector.device_))
+    if isinstance(batch, SeriesBatch):
+        ends = detector._window_ends(batch.n_records)[-MAX_CALIBRATION_ROWS:]
+        codes = encode(detector.model_, detector._windows(batch)[-MAX_CALIBRATION_ROWS:], detector.device_)
+        return _with_latents(_inputs(batch, ends), codes)
+    rows = sample_rows(batch.n_records, MAX_CALIBRATION_ROWS, seed + 1)
+    return _with_latents(_inputs(batch, rows), encode(detector.model_, batch.images[rows], detector.device_))
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -430,7 +369,11 @@ class DriftResult:
     "threshold": float, "group": "input"|"latent"|"score"}; `score` is what Evidently
     compares with `threshold`: the distance in reference standard deviations for
     "wasserstein" (drift when >= threshold), the p-value for "ks" (drift when < threshold).
-    `reasons` says why drift was declared (empty when it was not).
+    `reasons` says why drift was declared (empty when it was not). `html_path` and
+    `json_path` are the batch's small summary (a few KB, kept for every batch);
+    `evidently_path` is Evidently's full HTML report (about 5 MB), written only when drift is
+    detected or a full report is asked for (None otherwise). Without it, the per-column
+    entries hold the calibrated distances alone ("stat_test": "wasserstein-normed").
 
     The verdict is calibrated: `statistic` (the largest normalised Wasserstein distance over
     the input and latent columns, each column's in `columns[name]["distance"]`) is compared
@@ -447,6 +390,7 @@ class DriftResult:
     html_path: Path
     json_path: Path
     plot_path: Path | None = None
+    evidently_path: Path | None = None
     reasons: list[str] = field(default_factory=list)
     statistic: float | None = None
     threshold: float | None = None
@@ -483,6 +427,7 @@ class DriftResult:
             "html_path": str(self.html_path),
             "json_path": str(self.json_path),
             "plot_path": str(self.plot_path) if self.plot_path is not None else None,
+            "evidently_path": str(self.evidently_path) if self.evidently_path is not None else None,
             "statistic": self.statistic,
             "threshold": self.threshold,
             "promised_rate": self.promised_rate,
@@ -501,15 +446,19 @@ def drift_report(
     threshold: float | None = None,
     drift_share: float = 0.5,
     batch_size: int | None = None,
+    full: bool = True,
+    plot_path: Path | None = None,
 ) -> DriftResult:
-    """Compare a batch profile with the reference profile; write report.html and report.json.
+    """Compare a batch profile with the reference profile; write the batch's summary
+    (report.html, report.json: a few KB) and, when drift is detected, the reference has no
+    calibration, or `full` is true, Evidently's full report (evidently.html/.json, ~5 MB).
 
     Each column gets one Evidently drift test, `method` with `threshold` (None: the
     method's default). "auto" follows Evidently's own size rule with a stricter p-value:
     the two-sample K-S test at p < 0.01 when either profile has at most 1,000 rows (5 % false
     alarms per column, Evidently's default, is too many for a check that sends alerts), else
     the normed Wasserstein distance (drift when >= 0.1 reference standard deviations).
-    **Time series should pass "wasserstein"** (`monitor_batch` and `drift_method` do): K-S
+    **Time series should pass "wasserstein"** (`monitor_batch` does): K-S
     p-values assume independent rows, windows of a series are strongly autocorrelated, and
     K-S would cry drift on small clean batches, while a distance is an effect size that does
     not depend on the sample size.
@@ -532,9 +481,6 @@ def drift_report(
     alert shows the flagged count beside it. `drifted_share` is the share of all columns
     that drifted (as Evidently's DriftedColumnsCount).
     """
-    if method == "auto":
-        small = min(len(reference), len(current)) <= AUTO_KS_MAX_ROWS
-        method, threshold = ("ks", threshold or 0.01) if small else ("wasserstein", threshold)
     if not 0 < drift_share <= 1:
         raise ConfigError(f"drift_share must be in (0, 1], got {drift_share}")
     if list(reference.columns) != list(current.columns):
@@ -546,6 +492,54 @@ def drift_report(
     if len(reference) == 0 or len(current) == 0:
         raise DataError(f"empty profile: reference {len(reference)} rows, batch {len(current)} rows")
     verdict = drift_verdict(reference, current, batch_size=batch_size)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if full or verdict is None or verdict.drift_detected:
+        result = _evidently_report(reference, current, out, method, threshold, drift_share)
+    else:  # the calibrated distances say it all; Evidently would add 5 MB and seconds
+        columns = {
+            name: {
+                "drifted": d > verdict.threshold,
+                "stat_test": "wasserstein-normed",
+                "score": d,
+                "threshold": verdict.threshold,
+                "group": column_group(name),
+            }
+            for name, d in verdict.distances.items()
+        }
+        share = sum(d > verdict.threshold for d in verdict.distances.values()) / max(len(columns), 1)
+        result = DriftResult(False, share, columns, out / REPORT_HTML, out / REPORT_JSON)
+    if verdict is None:
+        log.warning(
+            "the reference profile has no drift calibration (built by an older aemon): "
+            "the verdict falls back to per-column tests, which promise no false-drift rate"
+        )
+        result.drift_detected, result.reasons = decide_drift(result.columns, drift_share)
+    else:
+        _set_verdict(result, verdict)
+    result.plot_path = plot_path
+    write_summary(result)
+    log.info(
+        "drift report %s: %s (%s)",
+        result.html_path,
+        "drift detected: " + "; ".join(result.reasons) if result.drift_detected else "no drift",
+        result.promise or "uncalibrated",
+    )
+    return result
+
+
+def _evidently_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    out: Path,
+    method: str,
+    threshold: float | None,
+    drift_share: float,
+) -> DriftResult:
+    """Evidently's full report (evidently.html/.json) and its per-column tests."""
+    if method == "auto":
+        small = min(len(reference), len(current)) <= AUTO_KS_MAX_ROWS
+        method, threshold = ("ks", threshold or 0.01) if small else ("wasserstein", threshold)
     apply_environment_defaults()
     # Importing Evidently (~5 s) trips DeprecationWarnings inside its own dependencies
     # (numpy.core, litestar): nothing we can act on, only noise (or errors) for callers.
@@ -554,8 +548,6 @@ def drift_report(
         from evidently import DataDefinition, Dataset, Report
         from evidently.presets import DataDriftPreset
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     names = [str(c) for c in reference.columns]
     # Evidently embeds column names raw in the report's inline script data: a column named
     # "<script>..." would run when the report is opened. It sees harmless names only.
@@ -571,36 +563,62 @@ def drift_report(
             current_data=Dataset.from_pandas(current.astype(np.float64), data_definition=definition),
             reference_data=Dataset.from_pandas(reference.astype(np.float64), data_definition=definition),
         )
-    html_path, json_path = out / REPORT_HTML, out / REPORT_JSON
-    snapshot.save_html(str(html_path))
-    snapshot.save_json(str(json_path))
+    snapshot.save_html(str(out / EVIDENTLY_HTML))
+    snapshot.save_json(str(out / EVIDENTLY_JSON))
     by_safe = _column_results(snapshot.dict(), safe)
     columns = {name: {**by_safe[s], "group": column_group(name)} for name, s in zip(names, safe, strict=True)}
     n_drifted = sum(col["drifted"] for col in columns.values())
-    result = DriftResult(
+    return DriftResult(
         drift_detected=False,
         drifted_share=n_drifted / len(columns),
         columns=columns,
-        html_path=html_path,
-        json_path=json_path,
+        html_path=out / REPORT_HTML,
+        json_path=out / REPORT_JSON,
+        evidently_path=out / EVIDENTLY_HTML,
     )
-    if verdict is None:
-        log.warning(
-            "the reference profile has no drift calibration (built by an older aemon): "
-            "the verdict falls back to per-column tests, which promise no false-drift rate"
-        )
-        result.drift_detected, result.reasons = decide_drift(columns, drift_share)
-    else:
-        _set_verdict(result, verdict)
-    log.info(
-        "drift report %s: %s (%d of %d columns drifted; %s)",
-        html_path,
-        "drift detected: " + "; ".join(result.reasons) if result.drift_detected else "no drift",
-        n_drifted,
-        len(columns),
-        result.promise or "uncalibrated",
+
+
+def write_summary(result: DriftResult) -> None:
+    """The batch's small report: report.json (the verdict, its promise, every column) and
+    report.html (the same for people, with the batch plot and a link to Evidently's report
+    when there is one). Every name is escaped: column names are user data."""
+    import html
+    import json
+
+    result.json_path.write_text(json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_finite))
+    folder = result.html_path.parent
+    ranked = sorted(result.columns.items(), key=lambda kv: -float(kv[1].get("distance", kv[1]["score"]) or 0))
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(col['group'])}</td>"
+        f"<td>{float(col.get('distance', col['score'])):.3g}</td>"
+        f"<td>{'yes' if col['drifted'] else ''}</td></tr>"
+        for name, col in ranked[:MAX_SUMMARY_COLUMNS]
     )
-    return result
+    hidden = len(ranked) - MAX_SUMMARY_COLUMNS
+    more = f"<p>and {hidden} more columns in report.json</p>" if hidden > 0 else ""
+    verdict = "Drift detected" if result.drift_detected else "No drift"
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>aemon drift report</title>",
+        "<style>body{font:14px sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}</style>",
+        f"<h1>{verdict}</h1>",
+        *(f"<p>{html.escape(r)}</p>" for r in result.reasons),
+        f"<p>{html.escape(result.promise or 'uncalibrated reference: per-column tests decide')}</p>",
+    ]
+    if result.plot_path is not None and result.plot_path.exists():
+        plot = html.escape(os.path.relpath(result.plot_path, folder))
+        parts.append(f"<img src='{plot}' alt='the batch' style='max-width:100%'>")
+    if result.evidently_path is not None:
+        full = html.escape(os.path.relpath(result.evidently_path, folder))
+        parts.append(f"<p><a href='{full}'>Evidently's full report</a></p>")
+    parts.append("<table><tr><th>column</th><th>group</th><th>distance</th><th>drifted</th></tr>")
+    parts.append(rows + "</table>" + more)
+    result.html_path.write_text("\n".join(parts))
+
+
+def _finite(value: Any) -> Any:
+    """JSON for numpy scalars; None for NaN/inf (strict JSON has no NaN)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
@@ -720,48 +738,27 @@ def _column_results(snapshot: dict[str, Any], names: list[str]) -> dict[str, dic
     return {n: results[n] for n in names}
 
 
-def drift_method(detector: Detector) -> str:
-    """The `drift_report` method for the detector's data: "wasserstein" for time series
-    (autocorrelated rows), "auto" for images (independent rows)."""
-    _check_fitted(detector)
-    return "wasserstein" if detector.modality_ == "timeseries" else "auto"
-
-
 def monitor_batch(
-    detector: Detector,
-    batch_data: Input,
-    result: ScoreResult,
-    reference: pd.DataFrame,
-    out_dir: str | Path,
-    *,
-    sample_size: int = DEFAULT_SAMPLE_SIZE,
-    seed: int = 0,
+    result: ScoreResult, reference: pd.DataFrame, out_dir: str | Path, *, full: bool = False
 ) -> DriftResult:
-    """Profile a scored batch, write its drift report and its plot (batch.png) to `out_dir`.
+    """Profile a scored batch, draw its plot (batch.png) and write its drift report to
+    `out_dir`: the small summary always, Evidently's full report on drift or with `full`.
+    Everything comes from `result` (the batch it read, the codes of its scoring pass).
 
     A plot that cannot be drawn is logged and left out: it must not cost the batch its report.
     """
-    if detector.modality_ == "timeseries" and isinstance(batch_data, str | Path):
-        batch_data = _read_series_once(detector, batch_data)  # for the profile and the plot
-    current = batch_profile(detector, batch_data, result, sample_size=sample_size, seed=seed)
-    drift = drift_report(
-        reference, current, out_dir, method=drift_method(detector), batch_size=result.n_records
-    )
+    current = batch_profile(result)
+    out = Path(out_dir)
+    plot: Path | None = None
     try:
-        drift.plot_path = plot_batch(result, batch_data, Path(out_dir) / PLOT_PNG)
+        plot = plot_batch(result, out / PLOT_PNG)
     except Exception as exc:  # a plot is a convenience; the report and verdict stand
         log.warning("could not draw the batch plot in %s: %s", out_dir, exc)
-    return drift
-
-
-def _read_series_once(detector: Detector, path: str | Path) -> pd.DataFrame:
-    from aemon.data.timeseries import load_series
-
-    _, series = load_series(path, detector.schema_, fill=detector._fill())
-    frame = pd.DataFrame(series.values, columns=list(detector.schema_.columns))
-    if series.timestamps is not None:
-        frame.insert(0, detector.schema_.timestamp_col, series.timestamps)
-    return frame
+    # Series windows are autocorrelated: K-S p-values would cry drift (see drift_report).
+    method = "wasserstein" if isinstance(result.batch, SeriesBatch) else "auto"
+    return drift_report(
+        reference, current, out, method=method, batch_size=result.n_records, full=full, plot_path=plot
+    )
 
 
 # --- plots ----------------------------------------------------------------------------------
@@ -769,15 +766,10 @@ def _read_series_once(detector: Detector, path: str | Path) -> pd.DataFrame:
 MAX_PLOT_POINTS = 5_000
 MAX_PLOT_IMAGES = 8
 MAX_PLOT_EVENTS = 200  # shading thousands of spans makes drawing slow and the plot unreadable
+MAX_SUMMARY_COLUMNS = 30  # rows of the summary page's column table (report.json has all)
 
 
-def plot_batch(
-    result: ScoreResult,
-    batch_data: Input,
-    path: str | Path,
-    *,
-    max_images: int = MAX_PLOT_IMAGES,
-) -> Path:
+def plot_batch(result: ScoreResult, path: str | Path, *, max_images: int = MAX_PLOT_IMAGES) -> Path:
     """Draw a scored batch to a PNG that a person can read at a glance; returns the path.
 
     Time series: each value column and the score (with the threshold) over time, flagged
@@ -788,10 +780,12 @@ def plot_batch(
     apply_environment_defaults()  # MPLCONFIGDIR under AEMON_HOME, before matplotlib loads
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if result.error_maps is not None:
-        _plot_images(result, batch_data, out, max_images)
+    if isinstance(result.batch, SeriesBatch):
+        _plot_series(result, result.batch, out)
+    elif isinstance(result.batch, ImageBatch):
+        _plot_images(result, result.batch, out, max_images)
     else:
-        _plot_series(result, batch_data, out)
+        raise DataError("this score result holds no batch: plot the result of Detector.score")
     return out
 
 
@@ -810,19 +804,11 @@ def _envelope(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return xs, lo, hi
 
 
-def _plot_series(result: ScoreResult, batch_data: Input, out: Path) -> None:
+def _plot_series(result: ScoreResult, series: SeriesBatch, out: Path) -> None:
     from matplotlib.figure import Figure
 
-    from aemon.data.timeseries import load_series
-
     columns = list(result.columns)
-    data: str | Path | pd.DataFrame = (
-        pd.DataFrame(batch_data, columns=columns) if isinstance(batch_data, np.ndarray) else batch_data
-    )
-    _, series = load_series(data, columns=columns or None)
-    n = len(series.values)
-    if n != result.n_records:
-        raise DataError(f"the batch has {n} rows but the score result {result.n_records}")
+    n = result.n_records
     x: np.ndarray = result.timestamps if result.timestamps is not None else np.arange(n)
     events = (
         result.events if result.events is not None else pd.DataFrame(columns=["start_index", "end_index"])
@@ -850,21 +836,12 @@ def _plot_series(result: ScoreResult, batch_data: Input, out: Path) -> None:
     fig.savefig(out, dpi=100)
 
 
-def _plot_images(result: ScoreResult, batch_data: Input, out: Path, max_images: int) -> None:
+def _plot_images(result: ScoreResult, batch: ImageBatch, out: Path, max_images: int) -> None:
     from matplotlib.figure import Figure
 
-    from aemon.data.images import ImageSchema, load_images
-
     maps = result.error_maps
-    assert maps is not None
-    if isinstance(batch_data, pd.DataFrame):
-        raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
-    _, batch = load_images(batch_data)
-    if batch.images.shape[2:] != maps.shape[1:]:
-        schema = ImageSchema(int(maps.shape[1]), int(maps.shape[2]), int(batch.images.shape[1]))
-        _, batch = load_images(batch_data, schema)
-    if len(batch.images) != result.n_records:
-        raise DataError(f"the batch has {len(batch.images)} images but the score result {result.n_records}")
+    if maps is None:
+        raise DataError("this image score result holds no error maps")
     candidates = np.flatnonzero(result.is_anomaly) if result.n_flagged else np.arange(result.n_records)
     top = candidates[np.argsort(-result.scores[candidates], kind="stable")][:max_images]
     k = max(len(top), 1)

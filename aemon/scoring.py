@@ -116,7 +116,9 @@ class WindowScorer:
                     starts = self._offset + first + s * np.arange(k)
                     keep = np.isin(starts, self._sample, assume_unique=True)
                     if keep.any():
-                        self._codes.append(out.code[torch.from_numpy(keep).to(self.device)].float().cpu().numpy())
+                        self._codes.append(
+                            out.code[torch.from_numpy(keep).to(self.device)].float().cpu().numpy()
+                        )
                 # Overlap-add: position j of window m lands on row first + m * stride + j. Errors
                 # stay float32 per window and accumulate in float64 per row.
                 acc = self._acc[first : first + span + w - 1]

@@ -32,7 +32,7 @@ from aemon.batches import (  # noqa: E402
     score_batch_into_store,
 )
 from aemon.detector import Detector  # noqa: E402
-from aemon.errors import AemonError, ConfigError, safe_text  # noqa: E402
+from aemon.errors import ConfigError, safe_text  # noqa: E402
 from aemon.registry import ModelRef  # noqa: E402
 from aemon.store import AnomalyStore  # noqa: E402
 from flows.common import logger, retry_on_io  # noqa: E402
@@ -75,7 +75,8 @@ def score_and_store(
 def monitor(
     outcome: BatchOutcome, path: Path, detector: Detector, ref: ModelRef, store: AnomalyStore
 ) -> tuple[drift.DriftResult | None, drift.FlagRateCheck | None, str | None]:
-    """Drift report against the model's reference profile, and the flag-rate check.
+    """Drift report against the model's reference profile, and the flag-rate check, from the
+    score result (the batch is not read again).
 
     Monitoring never fails a batch whose records are already written: a problem (a reports
     folder that cannot be written, MLflow unreachable) comes back as the third value, a
@@ -93,7 +94,7 @@ def monitor(
     # The content hash keeps apart batches of two databases that share one AEMON_HOME.
     out_dir = config.reports_dir() / ref.name / f"{outcome.batch_id}-{outcome.content_sha256[:12]}"
     try:
-        report = drift.monitor_batch(detector, path, outcome.result, reference, out_dir)
+        report = drift.monitor_batch(outcome.result, reference, out_dir)
     except Exception as exc:  # the batch is written; a report problem must not undo that
         failed = f"no drift report: {type(exc).__name__}: {safe_text(exc, 300)}"
         log.warning("%s: %s", path, failed)
@@ -106,12 +107,6 @@ def monitor(
         html_path=str(report.html_path),
         json_path=str(report.json_path),
     )
-    note: str | None = None
-    try:
-        registry.log_drift_report(ref, outcome.batch_id, out_dir, outcome.content_sha256)
-    except AemonError as exc:
-        note = f"drift report not attached to the model's MLflow run: {safe_text(exc, 300)}"
-        log.warning("%s: %s", path, note)
     log.info(
         "%s: drift %s (%.0f %% of columns), report %s",
         path,
@@ -119,7 +114,7 @@ def monitor(
         100 * report.drifted_share,
         report.html_path,
     )
-    return report, flag_rate, note
+    return report, flag_rate, None
 
 
 @task(cache_policy=NO_CACHE)

@@ -54,7 +54,8 @@ def prefect_harness(_session_defaults: None) -> Iterator[str]:
     updates = {}
     if hasattr(prefect.settings, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
         updates[prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
-    with prefect_test_harness(), prefect.settings.temporary_settings(updates):
+    # A loaded 2-core machine can take more than the default 30 s to start the server.
+    with prefect_test_harness(server_startup_timeout=120), prefect.settings.temporary_settings(updates):
         yield str(prefect.settings.PREFECT_API_URL.value())
 
 

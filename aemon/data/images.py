@@ -246,7 +246,7 @@ def load_images(
             nchw = _to_nchw(arrays[0][None], source)
             target = schema or ImageSchema(nchw.shape[2], nchw.shape[3], nchw.shape[1])
             return target, ImageBatch(keys, _resize_nchw(nchw, target), source, hashes[0][1])
-        if not name.endswith(ARRAY_SUFFIXES + ("-ubyte.gz", "-ubyte")):
+        if not name.endswith((*ARRAY_SUFFIXES, "-ubyte.gz", "-ubyte")):
             raise DataError(
                 "unsupported image source; expected a folder of images, .npy/.npz or IDX .gz",
                 source=path,

@@ -93,8 +93,9 @@ def test_reference_profile_columns_and_score_source(
 def test_profile_rows_align_window_end_with_its_latent_code(series_detector: Detector) -> None:
     """Row = a window's last point: its values, and the code of the window ending there."""
     batch, _, _ = make_series(400, 2, seed=5)
-    result = series_detector.score(batch)
-    profile = batch_profile(series_detector, batch, result, sample_size=50, seed=3)
+    result = series_detector.score(batch, latent_sample=50, seed=3)
+    profile = batch_profile(result)
+    assert len(profile) == 50
     all_codes = series_detector.encode(batch, max_samples=None)
     values = batch[VALUE_COLUMNS].to_numpy(dtype=np.float32)
     for _, row in profile.iterrows():
@@ -120,20 +121,33 @@ def test_clean_series_batch_shows_no_drift(
     series_detector: Detector, series_reference: pd.DataFrame, clean_series: pd.DataFrame, tmp_path: Path
 ) -> None:
     result = series_detector.score(clean_series)
-    drift = monitor_batch(series_detector, clean_series, result, series_reference, tmp_path / "clean")
+    drift = monitor_batch(result, series_reference, tmp_path / "clean")
     assert not drift.drift_detected, drift.columns
     assert drift.reasons == []
     assert drift.statistic is not None and drift.threshold is not None
     assert drift.statistic < drift.threshold and drift.promised_rate == 0.01
     assert drift.batch_size == N and drift.calibrated_size is not None and drift.calibrated_size <= N
-    assert drift.html_path == tmp_path / "clean" / "report.html" and drift.html_path.stat().st_size > 10_000
-    snapshot = json.loads(drift.json_path.read_text())
-    assert {m["config"].get("column") for m in snapshot["metrics"]} >= set(series_reference.columns)
+    # No drift: the small summary alone, no 5 MB Evidently report.
+    assert drift.html_path == tmp_path / "clean" / "report.html" and drift.html_path.stat().st_size < 20_000
+    assert drift.evidently_path is None and not (tmp_path / "clean" / "evidently.html").exists()
+    summary = json.loads(drift.json_path.read_text())
+    assert set(summary["columns"]) == set(series_reference.columns) - {"score"}
+    assert summary["drift_detected"] is False and summary["statistic"] == pytest.approx(drift.statistic)
     assert drift.plot_path is not None and drift.plot_path.read_bytes()[:4] == b"\x89PNG"
+    assert "batch.png" in drift.html_path.read_text()
     as_json = json.loads(json.dumps(drift.to_dict()))
     assert as_json["drift_detected"] is False and as_json["promised_rate"] == 0.01
     assert "called drift 1 % of the time" in as_json["promise"]
-    assert {c["stat_test"] for c in drift.columns.values()} == {"wasserstein"}
+    assert {c["stat_test"] for c in drift.columns.values()} == {"wasserstein-normed"}
+    # Asked for, the full Evidently report is written beside the summary.
+    full = monitor_batch(result, series_reference, tmp_path / "full", full=True)
+    assert (
+        full.evidently_path == tmp_path / "full" / "evidently.html"
+        and full.evidently_path.stat().st_size > 10_000
+    )
+    snapshot = json.loads((tmp_path / "full" / "evidently.json").read_text())
+    assert {m["config"].get("column") for m in snapshot["metrics"]} >= set(series_reference.columns)
+    assert "evidently.html" in full.html_path.read_text() and full.drift_detected is False
 
 
 def _mean_shift(frame: pd.DataFrame) -> pd.DataFrame:
@@ -172,9 +186,7 @@ def test_shifted_series_batch_drifts(
     drifted_inputs: list[str],
 ) -> None:
     batch = shift(clean_series)  # type: ignore[operator]
-    result = series_detector.score(batch)
-    current = batch_profile(series_detector, batch, result)
-    drift = drift_report(series_reference, current, tmp_path, method="wasserstein")
+    drift = monitor_batch(series_detector.score(batch), series_reference, tmp_path)
     groups = _groups(drift)
     assert drift.drift_detected
     assert drift.statistic is not None and drift.threshold is not None
@@ -186,6 +198,7 @@ def test_shifted_series_batch_drifts(
     assert len(groups["latent"]) >= series_detector.model_.spec.latent_dim // 2
     assert groups["score"] == ["score"]
     assert drift.html_path.exists() and drift.json_path.exists()
+    assert drift.evidently_path is not None and drift.evidently_path.exists()  # drift: the full report
 
 
 # --- the drift promise ------------------------------------------------------------------------
@@ -195,7 +208,7 @@ SLICE_SIZES = (288, 300, 500, 1000, 1440)  # a day at 5-minute steps ... a day a
 
 def _verdict(detector: Detector, reference: pd.DataFrame, batch: pd.DataFrame) -> bool:
     batch = batch.reset_index(drop=True)
-    verdict = drift_verdict(reference, batch_profile(detector, batch, detector.score(batch)))
+    verdict = drift_verdict(reference, batch_profile(detector.score(batch)))
     assert verdict is not None and verdict.batch_size == len(batch)
     return verdict.drift_detected
 
@@ -234,9 +247,9 @@ def test_slices_of_the_reference_itself_are_not_drift(
     starts = np.linspace(0, N - 300, 20).astype(int)
     assert sum(_verdict(series_detector, series_reference, reference.iloc[a : a + 300]) for a in starts) <= 1
     assert sum(_verdict(series_detector, series_reference, s) for s in _slices(reference, 4, 0)) <= 1
-    # Through the real Evidently report, one of them, with its promise.
+    # Through monitor_batch, one of them, with its promise.
     day = reference.iloc[1200:1500].reset_index(drop=True)
-    drift = monitor_batch(series_detector, day, series_detector.score(day), series_reference, tmp_path)
+    drift = monitor_batch(series_detector.score(day), series_reference, tmp_path)
     assert not drift.drift_detected and drift.batch_size == 300
     assert drift.promise is not None and "1 % of the time" in drift.promise
 
@@ -266,7 +279,7 @@ def test_uncalibrated_reference_falls_back_to_column_tests(
     and no promise is claimed."""
     old = series_reference.copy()
     old.attrs = {}
-    current = batch_profile(series_detector, clean_series, series_detector.score(clean_series))
+    current = batch_profile(series_detector.score(clean_series))
     assert drift_verdict(old, current) is None
     drift = drift_report(old, current, tmp_path, method="wasserstein")
     assert drift.promised_rate is None and drift.statistic is None and drift.promise is None
@@ -293,7 +306,7 @@ def test_image_batch_drift(
     assert list(profile.columns[: len(IMAGE_STATS)]) == list(IMAGE_STATS)
     batch = (make_images(200, size=16, seed=seed)[0] * dim).astype(np.uint8)
     result = image_detector.score(batch)
-    drift = monitor_batch(image_detector, batch, result, profile, tmp_path)
+    drift = monitor_batch(result, profile, tmp_path, full=True)
     assert drift.drift_detected is drifted, drift.columns
     assert drift.promised_rate == 0.01 and profile.attrs[CALIBRATION_KEY]["slices"] == "random"
     if drifted:  # all three groups move
@@ -313,13 +326,11 @@ def test_image_subsets_keep_the_drift_promise(image_detector: Detector) -> None:
         images = make_images(200, size=16, seed=seed)[0]
         for size in (20, 50, 100, 150, 200):
             batch = images[rng.choice(len(images), size, replace=False)]
-            verdict = drift_verdict(
-                profile, batch_profile(image_detector, batch, image_detector.score(batch))
-            )
+            verdict = drift_verdict(profile, batch_profile(image_detector.score(batch)))
             assert verdict is not None
             drifted += verdict.drift_detected
             dark = (batch * 0.6).astype(np.uint8)
-            verdict = drift_verdict(profile, batch_profile(image_detector, dark, image_detector.score(dark)))
+            verdict = drift_verdict(profile, batch_profile(image_detector.score(dark)))
             assert verdict is not None
             darker += verdict.drift_detected
     assert drifted <= 1 and darker == 20

@@ -199,8 +199,9 @@ def test_a_column_named_like_a_script_is_not_live_in_the_drift_report(tmp_path: 
     reference = pd.DataFrame({evil: [0.0, 1.0, 2.0, 3.0] * 50, "score": [0.1, 0.2] * 100})
     current = reference + 5.0
     result = drift.drift_report(reference, current, tmp_path / "report")
-    html = result.html_path.read_text()
-    assert "<script>alert" not in html and "alert(1)</script>" not in html
+    assert result.evidently_path is not None  # the full report, and the summary: neither runs it
+    for html in (result.html_path.read_text(), result.evidently_path.read_text()):
+        assert "<script>alert" not in html and "alert(1)</script>" not in html
     assert set(result.columns) == {evil, "score"} and result.columns[evil]["group"] == "input"
     assert result.columns[evil]["drifted"]
 
@@ -265,24 +266,48 @@ def test_a_malformed_database_url_is_one_store_error(url: str) -> None:
 # --- one report per batch, one artifact folder per batch ------------------------------------
 
 
-def test_two_databases_sharing_one_mlflow_store_keep_both_reports(
+def test_two_databases_sharing_one_home_keep_both_reports_and_mlflow_gets_none(
     model: str, series: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Batch 1 of two databases gets two report folders (told apart by content hash), and no
+    per-batch report is copied into the model's MLflow run (10 MB a batch, issue 12)."""
     from mlflow import MlflowClient
 
     from flows.score import score_batch
 
-    ids = set()
+    ids, reports = set(), set()
     for name, start in (("a", 2_000), ("b", 2_100)):
         monkeypatch.setenv("AEMON_DATABASE_URL", f"sqlite:///{tmp_path / name / 'aemon.db'}")
         path = tmp_path / f"{name}.csv"
         series.iloc[start:].to_csv(path, index=False)
         summary = score_batch(str(path), model)
-        assert summary["status"] == "done" and summary["report_path"]
+        assert summary["status"] == "done" and Path(summary["report_path"]).exists()
         ids.add(summary["batch_id"])
-    assert ids == {1}  # each database numbers its batches from 1
+        reports.add(Path(summary["report_path"]).parent)
+    assert ids == {1} and len(reports) == 2  # each database numbers its batches from 1
     ref = registry.resolve_ref(model)
     client = MlflowClient(registry.mlflow_tracking_uri())
     run_id = ref.run_id or client.get_model_version(ref.name, ref.version).run_id
-    folders = [a.path for a in client.list_artifacts(run_id, "monitoring")]
-    assert len(folders) == 2 and all(f.startswith("monitoring/batch-1-") for f in folders)
+    assert client.list_artifacts(run_id, "monitoring") == []
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_aemon_score_opens_the_batch_file_once(
+    model: str, good_csv: Path, aemon_home: Path, prefect_harness: str, model_store: str, tmp_path: Path
+) -> None:
+    """One read per batch, seen from the system calls: hash, records, drift profile, plot and
+    rows all come from one open of the file."""
+    trace = tmp_path / "trace.txt"
+    strace = ["strace", "-f", "-qq", "-e", "trace=open,openat,openat2", "-o", str(trace)]
+    res = subprocess.run(
+        [*strace, sys.executable, "-m", "flows.cli", "score", str(good_csv), "--model", model],
+        env=cli_env(aemon_home, prefect_harness, model_store),
+        text=True,
+        capture_output=True,
+        timeout=400,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 batch" in res.stdout or "done" in res.stdout, res.stdout
+    opened = [line for line in trace.read_text().splitlines() if f'"{good_csv}"' in line]
+    assert len(opened) == 1, opened

@@ -92,7 +92,13 @@ def test_score_inbox_scores_quarantines_reports_and_alerts(
     reports = {r.batch_id: r for r in store.list_drift_reports()}
     clean_id, shifted_id = summaries["a_clean.csv"]["batch_id"], summaries["b_shifted.csv"]["batch_id"]
     assert not reports[clean_id].drift_detected and reports[shifted_id].drift_detected
-    assert Path(reports[shifted_id].html_path).stat().st_size > 10_000
+    # Every batch keeps a small summary; only the drifted one gets Evidently's full report.
+    for batch_id in (clean_id, shifted_id):
+        assert Path(reports[batch_id].html_path).stat().st_size < 20_000
+    summary = Path(reports[shifted_id].html_path)
+    assert (summary.parent / "evidently.html").stat().st_size > 10_000
+    assert "evidently.html" in summary.read_text()
+    assert not (Path(reports[clean_id].html_path).parent / "evidently.html").exists()
     # flagged rows carry model, version, score, threshold and p-value
     rows = store.list_anomalies(batch_id=shifted_id, limit=None)
     assert len(rows) == summaries["b_shifted.csv"]["n_flagged"] > 0

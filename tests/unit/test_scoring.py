@@ -90,7 +90,9 @@ def test_sampled_codes_from_the_scoring_pass_equal_encoding_those_windows(
         scorer.push(x[i : i + chunk_rows])
     scorer.finish()
     windows = np.stack([x[s : s + 8] for s in starts])
-    np.testing.assert_allclose(scorer.codes, encode(model, windows, torch.device("cpu")), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        scorer.codes, encode(model, windows, torch.device("cpu")), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_sampled_image_codes_equal_encoding_those_images() -> None:
@@ -99,4 +101,6 @@ def test_sampled_image_codes_equal_encoding_those_images() -> None:
     images = np.random.default_rng(0).random((9, 1, 8, 8)).astype(np.float32)
     sample = np.array([0, 3, 4, 8])
     _, _, codes = score_images(model, images, "mse", torch.device("cpu"), chunk=2, sample=sample)
-    np.testing.assert_allclose(codes, encode(model, images[sample], torch.device("cpu")), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        codes, encode(model, images[sample], torch.device("cpu")), rtol=1e-5, atol=1e-6
+    )
