@@ -11,6 +11,7 @@ one machine with no configuration; each setting can point to a server instead:
 | `PREFECT_API_URL` | unset: Prefect's temporary local API, state in `<AEMON_HOME>/prefect` |
 | `AEMON_ALERT_URLS` | unset: no alerts (Apprise URLs, separated by spaces or commas) |
 | `AEMON_ALERT_MAX_PER_HOUR` | 12 alerts per model per hour (0: no limit) |
+| `AEMON_REPORT_RETENTION` | `30d`: older report files are removed (`500`: keep 500 per model; `off`) |
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def mlflow_artifact_root() -> Path:
 
 def reports_dir() -> Path:
     return aemon_home() / "reports"
+
+
+def report_retention() -> str:
+    """How long per-batch report files are kept (parsed by `aemon.retention.Retention`)."""
+    return os.environ.get("AEMON_REPORT_RETENTION", "30d")
 
 
 def alert_urls() -> list[str]:

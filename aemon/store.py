@@ -707,8 +707,10 @@ class AnomalyStore:
             ).returning(drift_reports_table.c.id)
             return int(conn.execute(stmt).scalar_one())
 
-    def list_drift_reports(self, *, model_name: str | None = None, limit: int = 100) -> list[DriftReportRow]:
-        """Drift reports, newest first, each with its batch's model."""
+    def list_drift_reports(
+        self, *, model_name: str | None = None, limit: int | None = 100
+    ) -> list[DriftReportRow]:
+        """Drift reports, newest first, each with its batch's model (`limit` None: all)."""
         d = drift_reports_table
         stmt = (
             sa.select(*d.c, batches_table.c.model_name, batches_table.c.model_version)

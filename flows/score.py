@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner  # noqa: E402
 
-from aemon import alerts, config, drift, registry  # noqa: E402
+from aemon import alerts, config, drift, registry, retention  # noqa: E402
 from aemon.batches import (  # noqa: E402
     DONE_DIR,
     QUARANTINE_DIR,
@@ -143,6 +144,15 @@ def alert(
     )
 
 
+@task(cache_policy=NO_CACHE)
+def housekeeping(store: AnomalyStore) -> None:
+    """Before scoring: retry alerts that failed earlier, and remove report files past
+    AEMON_REPORT_RETENTION (default 30 days)."""
+    alerts.retry_failed_alerts(store, config.alert_urls())
+    keep = retention.Retention.parse(config.report_retention())
+    retention.prune_reports(store, config.reports_dir(), keep, datetime.now(UTC))
+
+
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def file_away(path: Path, inbox: Path, outcome: BatchOutcome) -> str:
     """Move a processed inbox batch to done/ or quarantine/ (never deleted)."""
@@ -172,7 +182,7 @@ def score_batch(data: str, model: str) -> dict[str, Any]:
     """Score one file or folder now with `model` (NAME, NAME@alias or NAME/version)."""
     detector, ref = load_model(model)
     with AnomalyStore() as store:
-        alerts.retry_failed_alerts(store, config.alert_urls())
+        housekeeping(store)
         return _process(Path(data), detector, ref, store).summary()
 
 
@@ -238,7 +248,7 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
     detector, ref = load_model(model)
     database_url = config.database_url()
     with AnomalyStore(database_url) as store:
-        alerts.retry_failed_alerts(store, config.alert_urls())
+        housekeeping(store)
     summaries, failed = [], []
     with batch_runner(dask) as runner:
         futures = [
