@@ -682,8 +682,16 @@ def benchmark(
     speed, with baselines run in the same process; writes Markdown, JSON and plots."""
     _guard_children()
     from aemon.benchmarks import run_benchmark
+    from flows.benchmark import measure_flow_overhead
 
-    report = run_benchmark(suite.value, data_dir=data_dir, quick=quick, out_dir=out, progress=True)
+    report = run_benchmark(
+        suite.value,
+        data_dir=data_dir,
+        quick=quick,
+        out_dir=out,
+        progress=True,
+        flow_overhead=measure_flow_overhead,
+    )
     console.print(report.markdown, markup=False, highlight=False)
     console.print(f"Report: {report.json_path}")
 
