@@ -29,7 +29,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import aemon
 from aemon import store as store_module
 from aemon.errors import ConfigError, StoreError
 from aemon.store import AnomalyStore, Batch
@@ -191,17 +190,6 @@ def test_connection_errors_name_the_url_without_its_password() -> None:
 def test_unsupported_databases_are_refused() -> None:
     with pytest.raises(StoreError, match="unsupported database"):
         AnomalyStore("mysql://aemon@localhost/aemon")
-
-
-def test_only_the_store_imports_sqlalchemy() -> None:
-    package = Path(aemon.__file__).parent
-    importers = {
-        str(path.relative_to(package))
-        for path in package.rglob("*.py")
-        if re.search(r"^\s*(import|from)\s+sqlalchemy\b", path.read_text(), flags=re.M)
-        and path.parts[len(package.parts)] != "migrations"
-    }
-    assert importers == {"store.py"}
 
 
 # --- batches ----------------------------------------------------------------------------------
