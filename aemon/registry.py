@@ -29,8 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
+from mlflow.types import ColSpec, Schema
 
 from aemon.config import apply_environment_defaults, mlflow_artifact_root, mlflow_tracking_uri
 from aemon.data.images import decode_images, load_images
@@ -45,16 +52,6 @@ from aemon.errors import (
     RegistryError,
 )
 from aemon.evaluation import evaluate_detector, evaluate_result
-
-apply_environment_defaults()  # mlflow reads its settings (telemetry, ...) at import time
-
-import mlflow  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric, Param  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.models import ModelSignature  # noqa: E402
-from mlflow.pyfunc import PythonModel  # noqa: E402
-from mlflow.types import ColSpec, Schema  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -150,6 +147,7 @@ class GateDecision:
 
 def _client() -> tuple[MlflowClient, str]:
     """A client on the configured store; the fluent API is pointed at the same URI."""
+    apply_environment_defaults()  # telemetry off for library callers too (checked per event)
     uri = mlflow_tracking_uri()
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri), uri

@@ -12,14 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from aemon.config import apply_environment_defaults
-
-apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import time
-
-from aemon import registry  # noqa: E402
-from aemon.detector import Detector  # noqa: E402
-from aemon.store import AnomalyStore  # noqa: E402
-from flows.score import monitor, score_and_store, score_batch, score_inbox  # noqa: E402
+from aemon import registry
+from aemon.detector import Detector
+from aemon.store import AnomalyStore
+from flows.score import monitor, score_and_store, score_batch, score_inbox
 
 BATCH_ROWS = 10_000
 

@@ -14,16 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from aemon.config import apply_environment_defaults
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import time
-
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner  # noqa: E402
-
-from aemon import alerts, config, drift, registry  # noqa: E402
-from aemon.batches import (  # noqa: E402
+from aemon import alerts, config, drift, registry
+from aemon.batches import (
     DONE_DIR,
     QUARANTINE_DIR,
     BatchOutcome,
@@ -31,11 +27,11 @@ from aemon.batches import (  # noqa: E402
     move_batch,
     score_batch_into_store,
 )
-from aemon.detector import Detector  # noqa: E402
-from aemon.errors import AemonError, ConfigError, safe_text  # noqa: E402
-from aemon.registry import ModelRef  # noqa: E402
-from aemon.store import AnomalyStore  # noqa: E402
-from flows.common import logger, retry_on_io  # noqa: E402
+from aemon.detector import Detector
+from aemon.errors import AemonError, ConfigError, safe_text
+from aemon.registry import ModelRef
+from aemon.store import AnomalyStore
+from flows.common import logger, retry_on_io
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)

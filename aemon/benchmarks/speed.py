@@ -15,14 +15,14 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from aemon import config
 from aemon.benchmarks.common import SuiteResult, progress, timed
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ print(json.dumps({"seconds": t2 - t1, "startup": t1 - t0, "n_records": out.n_rec
 
 def end_to_end(detector_dir: Path, csv: Path, db_url: str, version: str) -> dict[str, Any]:
     """Score one file into the database in a fresh process; seconds and peak RSS."""
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count()))}
+    env = config.child_environment()
+    env.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
     proc = subprocess.run(
         [sys.executable, "-c", _WORKER, str(detector_dir), str(csv), db_url, version],
         capture_output=True,
@@ -138,23 +139,6 @@ def end_to_end_in_process(detector: Any, csv: Path, db_url: str, version: str) -
     return {"seconds": t.seconds, "n_records": out.n_records, "n_flagged": out.n_flagged}
 
 
-@contextmanager
-def _isolated_stores(folder: Path) -> Iterator[None]:
-    """Database and MLflow store in a scratch folder, so a benchmark never touches real state."""
-    keys = ("AEMON_DATABASE_URL", "MLFLOW_TRACKING_URI")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["AEMON_DATABASE_URL"] = f"sqlite:///{folder / 'aemon.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def run_speed(
     data_dir: Path | None,
     *,
@@ -179,7 +163,14 @@ def run_speed(
         else ((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000, 10_000_000))
     )
     threads = torch.get_num_threads()
-    with tempfile.TemporaryDirectory(prefix="aemon-speed-") as tmp_name, _isolated_stores(Path(tmp_name)):
+    with (
+        tempfile.TemporaryDirectory(prefix="aemon-speed-") as tmp_name,
+        # Database and MLflow store in the scratch folder: a benchmark never touches real state.
+        config.environment(
+            AEMON_DATABASE_URL=f"sqlite:///{Path(tmp_name) / 'aemon.db'}",
+            MLFLOW_TRACKING_URI=f"sqlite:///{Path(tmp_name) / 'mlflow.db'}",
+        ),
+    ):
         tmp = Path(tmp_name)
         train, _, _ = make_series(20_000, 1, seed=seed)
         train = train.rename(columns={"metric_0": "value"})
