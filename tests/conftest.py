@@ -31,6 +31,7 @@ def pytest_report_header() -> str:
 
 _SESSION_HOME: Path | None = None
 _SAVED_ENVIRONMENT: dict[str, str] = {}
+_ROOT_ENTRIES: set[str] = set()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,9 +45,27 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AEMON_HOME"] = str(_SESSION_HOME)
     for var in ("PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "MPLCONFIGDIR"):
         os.environ.pop(var, None)  # derived from AEMON_HOME below, never the developer's own
+    # Hypothesis keeps its example database in ./.hypothesis otherwise.
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(_SESSION_HOME / "hypothesis")
     from aemon.config import apply_environment_defaults
 
     apply_environment_defaults()
+    _ROOT_ENTRIES.update(_root_entries(config))
+
+
+def _root_entries(config: pytest.Config) -> set[str]:
+    return {p.name for p in config.rootpath.iterdir()} - {".pytest_cache"}  # pytest's own cache
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests write only in temporary folders: fail the run if one left something in the
+    repository (checked at the top level, where every default home lands)."""
+    new = sorted(_root_entries(session.config) - _ROOT_ENTRIES)
+    if new:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"tests wrote into {session.config.rootpath}: {new}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
