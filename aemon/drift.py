@@ -33,7 +33,7 @@ import pandas as pd
 
 from aemon.calibration import parse_rate
 from aemon.config import apply_environment_defaults
-from aemon.errors import ConfigError, DataError, NotFittedError
+from aemon.errors import ConfigError, DataError, DriftError, NotFittedError
 
 if TYPE_CHECKING:
     from aemon.detector import Detector, Input, ScoreResult
@@ -716,7 +716,7 @@ def _column_results(snapshot: dict[str, Any], names: list[str]) -> dict[str, dic
         }
     missing = [n for n in names if n not in results]
     if missing:
-        raise RuntimeError(f"Evidently's report has no drift result for columns {missing}")
+        raise DriftError(f"Evidently's report has no drift result for columns {missing}")
     return {n: results[n] for n in names}
 
 
@@ -856,7 +856,8 @@ def _plot_images(result: ScoreResult, batch_data: Input, out: Path, max_images: 
     from aemon.data.images import ImageSchema, load_images
 
     maps = result.error_maps
-    assert maps is not None
+    if maps is None:
+        raise ConfigError("an image drift plot needs the error maps of an image detector's result")
     if isinstance(batch_data, pd.DataFrame):
         raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
     _, batch = load_images(batch_data)

@@ -811,9 +811,8 @@ def resolve_ref(ref: str) -> ModelRef:
                 known = ", ".join(sorted(aliases)) or "none"
                 raise ModelNotFoundError(f"model {name!r} has no alias {alias!r} (aliases: {known})")
             version = str(aliases[alias])
-        assert version is not None
         try:
-            mv = client.get_model_version(name, version)
+            mv = client.get_model_version(name, str(version))  # parse_ref gives an alias or a version
         except MlflowException as exc:
             if _not_found(exc):
                 raise ModelNotFoundError(f"model {name!r} has no version {version}") from None

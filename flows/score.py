@@ -28,7 +28,7 @@ from aemon.batches import (
     score_batch_into_store,
 )
 from aemon.detector import Detector
-from aemon.errors import AemonError, ConfigError, safe_text
+from aemon.errors import AemonError, ConfigError, ScoringError, safe_text
 from aemon.registry import ModelRef
 from aemon.store import AnomalyStore
 from flows.common import logger, retry_on_io
@@ -77,7 +77,8 @@ def monitor(
     folder that cannot be written, MLflow unreachable) comes back as the third value, a
     one-line warning that the caller shows with the batch.
     """
-    assert outcome.result is not None and outcome.batch_id is not None
+    if outcome.result is None or outcome.batch_id is None:
+        raise ConfigError(f"{outcome.source}: only a scored batch can be monitored (status {outcome.status})")
     log = logger()
     flag_rate = drift.check_flag_rate(detector, outcome.result)
     if flag_rate is not None and flag_rate.broken:
@@ -126,7 +127,8 @@ def alert(
     store: AnomalyStore,
 ) -> list[alerts.SendOutcome]:
     """One alert per batch that deserves one, to every `AEMON_ALERT_URLS` target."""
-    assert outcome.result is not None and outcome.batch_id is not None
+    if outcome.result is None or outcome.batch_id is None:
+        raise ConfigError(f"{outcome.source}: only a scored batch can be monitored (status {outcome.status})")
     urls = config.alert_urls()
     if not urls or not alerts.should_alert(outcome.n_flagged, report, flag_rate):
         return []
@@ -262,5 +264,5 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
                 logger().error("%s failed after retries, left in the inbox: %s", path, exc)
                 failed.append(f"{path.name}: {exc}")
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(batches)} batches failed: " + "; ".join(failed))
+        raise ScoringError(f"{len(failed)} of {len(batches)} batches failed: " + "; ".join(failed))
     return summaries

@@ -24,6 +24,7 @@ import pandas as pd
 
 from aemon import config
 from aemon.benchmarks.common import SuiteResult, progress, timed
+from aemon.errors import ScoringError
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ t1 = time.perf_counter()
 out = score_batch_into_store(store, det, Path(sys.argv[2]), model_name="speed", model_version=sys.argv[4])
 t2 = time.perf_counter()
 store.close()
-assert out.status == "done", out.error
+if out.status != "done":
+    sys.exit(f"scoring failed: {out.error}")
 print(json.dumps({"seconds": t2 - t1, "startup": t1 - t0, "n_records": out.n_records,
                   "n_flagged": out.n_flagged,
                   "peak_rss_mb": peak_rss_mb()}))
@@ -120,7 +122,7 @@ def end_to_end(detector_dir: Path, csv: Path, db_url: str, version: str) -> dict
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"end-to-end worker failed: {proc.stderr[-2000:]}")
+        raise ScoringError(f"end-to-end worker failed: {proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
@@ -135,7 +137,7 @@ def end_to_end_in_process(detector: Any, csv: Path, db_url: str, version: str) -
         with timed() as t:
             out = score_batch_into_store(store, detector, csv, model_name="speed", model_version=version)
     if out.status != "done":
-        raise RuntimeError(f"end-to-end scoring failed: {out.error}")
+        raise ScoringError(f"end-to-end scoring failed: {out.error}")
     return {"seconds": t.seconds, "n_records": out.n_records, "n_flagged": out.n_flagged}
 
 
