@@ -954,13 +954,6 @@ def flag_rate_check(
     return FlagRateCheck(n_flagged, n_records, observed, target_fpr, p_value, broken, message)
 
 
-def promised_fpr(detector: Detector) -> float | None:
-    """The false-positive rate the detector's threshold promises, or None (f1, event budget)."""
-    _check_fitted(detector)
-    value = detector.threshold_info_.params.get("target_fpr")
-    return float(value) if value is not None else None
-
-
 def event_rate_check(
     n_events: int, span: pd.Timedelta, budget: str, *, alpha: float = 0.001, min_ratio: float = 1.5
 ) -> FlagRateCheck:
@@ -998,7 +991,7 @@ def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0
         stamps = result.timestamps
         span = pd.Timedelta(stamps[-1] - stamps[0]) if len(stamps) else pd.Timedelta(0)
         return event_rate_check(len(result.events), span, budget, alpha=alpha)
-    promise = promised_fpr(detector)
+    promise = detector.threshold_info_.promised_fpr
     if promise is None:
         return None
     block = detector.window if detector.modality_ == "timeseries" else 1

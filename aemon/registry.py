@@ -510,13 +510,6 @@ def _log_plots(detector: Detector, reference: Input | None, res: Any, labels: An
 # --- logging a training run -------------------------------------------------------------------
 
 
-def _target_fpr(detector: Detector) -> float | None:
-    """The pointwise FPR the threshold promises (None: f1 threshold or a false-alarm budget)."""
-    if detector.false_alarms_ is not None or detector.threshold_info_.method == "f1":
-        return None
-    return float(detector.target_fpr)
-
-
 def _params(detector: Detector, data_source: str) -> dict[str, str]:
     spec = detector.model_.spec
     params: dict[str, Any] = {
@@ -685,7 +678,7 @@ def register_detector(
         threshold=float(detector.threshold_),
         threshold_method=detector.threshold_info_.method,
         calibration_fpr=float(detector.calibration_fpr_),
-        target_fpr=_target_fpr(detector),
+        target_fpr=detector.threshold_info_.promised_fpr,
         metrics=metrics,
         evaluation=evaluation,
         tracking_uri=uri,

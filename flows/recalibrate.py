@@ -41,7 +41,7 @@ def recalibrate(name: str, promote: bool = False) -> RegisteredVersion:
             "`aemon feedback ID --verdict false_positive` first"
         )
     threshold = threshold_from_feedback(detector.threshold_, fp, tp)
-    promised = detector.threshold_info_.params.get("target_fpr")
+    promised = detector.threshold_info_.promised_fpr
     if promised is not None:  # a higher threshold keeps the old promise
         threshold.params["target_fpr"] = promised
     if threshold.value == detector.threshold_:
