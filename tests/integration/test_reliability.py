@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from aemon import ConfigError, Detector, ModelFormatError, StoreError, drift, registry
+from aemon import ConfigError, Detector, ModelFormatError, StoreError, config, drift, registry
 from aemon.store import AnomalyStore
 from aemon.synthetic import make_series
 
@@ -282,7 +282,7 @@ def test_two_databases_sharing_one_mlflow_store_keep_both_reports(
         ids.add(summary["batch_id"])
     assert ids == {1}  # each database numbers its batches from 1
     ref = registry.resolve_ref(model)
-    client = MlflowClient(registry.mlflow_tracking_uri())
+    client = MlflowClient(config.mlflow_tracking_uri())
     run_id = ref.run_id or client.get_model_version(ref.name, ref.version).run_id
     folders = [a.path for a in client.list_artifacts(run_id, "monitoring")]
     assert len(folders) == 2 and all(f.startswith("monitoring/batch-1-") for f in folders)
