@@ -87,7 +87,8 @@ def _progress_lines(items: Iterable[T], desc: str, total: int | None) -> Iterato
     start = time.perf_counter()
     for i, item in enumerate(items, 1):
         yield item
-        print(f"{desc}: {i}{f'/{n}' if n else ''} done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        line = f"{desc}: {i}{f'/{n}' if n else ''} done, {time.perf_counter() - start:.0f} s"
+        print(line, file=sys.stderr)  # noqa: T201 (what tqdm draws on a terminal, as plain lines)
 
 
 def f1_from_counts(tp: int, fp: int, fn: int) -> float:
