@@ -28,7 +28,7 @@ test: install
 lint: install
 	$(BIN)/ruff check aemon flows tests
 	$(BIN)/ruff format --check aemon flows tests
-	$(BIN)/mypy aemon
+	$(BIN)/mypy aemon flows
 
 bench: install
 	$(BIN)/aemon benchmark

@@ -13,11 +13,13 @@ from aemon.errors import (
     CalibrationError,
     ConfigError,
     DataError,
+    DriftError,
     ModelFormatError,
     ModelNotFoundError,
     NotFittedError,
     RegistryError,
     SchemaError,
+    ScoringError,
     StoreError,
 )
 
@@ -42,12 +44,14 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Detector",
+    "DriftError",
     "ModelFormatError",
     "ModelNotFoundError",
     "NotFittedError",
     "RegistryError",
     "SchemaError",
     "ScoreResult",
+    "ScoringError",
     "StoreError",
     "__version__",
 ]

@@ -37,7 +37,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import pandas as pd
 
+from aemon import config
 from aemon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -62,8 +62,6 @@ PAYLOAD_FORMAT = 1
 PAYLOAD_KEY = "aemon"  # where the payload sits in a json:// webhook's body
 TOP_K = 10
 DEFAULT_TIMEOUT_S = 5.0
-MAX_PER_HOUR_ENV = "AEMON_ALERT_MAX_PER_HOUR"
-DEFAULT_MAX_PER_HOUR = 12
 _WEBHOOK_SCHEMES = ("json", "jsons", "form", "forms", "xml", "xmls")
 
 
@@ -339,20 +337,6 @@ def _send_one(alert: Alert, url: str, timeout: float) -> str | None:
 # --- rate limiting --------------------------------------------------------------------------
 
 
-def max_alerts_per_hour() -> int:
-    """`AEMON_ALERT_MAX_PER_HOUR` (default 12): alerts per model per hour; 0 = no limit."""
-    raw = os.environ.get(MAX_PER_HOUR_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_PER_HOUR
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(f"{MAX_PER_HOUR_ENV} must be a whole number >= 0 (0: no limit), got {raw!r}")
-    return value
-
-
 def alert_allowed(
     recent: Iterable[datetime],
     *,
@@ -362,11 +346,11 @@ def alert_allowed(
 ) -> bool:
     """May one more alert of a model go out now, given the times its recent alerts went out?
 
-    At most `max_alerts` (default: `max_alerts_per_hour()`; 0 = no limit) in any `window`
+    At most `max_alerts` (default: `config.max_alerts_per_hour()`; 0 = no limit) in any `window`
     ending now. Pure: the caller passes the times (from the anomaly database) and `now`.
     Naive datetimes are taken as UTC. Deduplication per (batch, target) is the store's job.
     """
-    limit = max_alerts_per_hour() if max_alerts is None else max_alerts
+    limit = config.max_alerts_per_hour() if max_alerts is None else max_alerts
     if limit < 0:
         raise ConfigError(f"max_alerts must be >= 0, got {limit}")
     if window <= timedelta(0):

@@ -36,6 +36,15 @@ class Threshold:
     method: str
     params: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def promised_fpr(self) -> float | None:
+        """The pointwise false-positive rate this threshold promises on normal data, or None
+        when it promises none: `f1` is chosen on labels, and an `event_budget` promises
+        events per time, not a rate of points. The one place that decides it (the quality
+        gate, the flag-rate check and the train flow ask here)."""
+        value = self.params.get("target_fpr")
+        return float(value) if value is not None else None
+
 
 def calibrate_threshold(
     scores: np.ndarray,

@@ -12,17 +12,34 @@ one machine with no configuration; each setting can point to a server instead:
 | `AEMON_ALERT_URLS` | unset: no alerts (Apprise URLs, separated by spaces or commas) |
 | `AEMON_ALERT_MAX_PER_HOUR` | 12 alerts per model per hour (0: no limit) |
 | `AEMON_REPORT_RETENTION` | `30d`: older report files are removed (`500`: keep 500 per model; `off`) |
+| `AEMON_BENCH_DATA` | `<repo>/../shared/data`: benchmark data (never downloaded) |
+
+This module is the only one that reads or changes the environment. Importing it (or any aemon
+module) changes nothing: `apply_environment_defaults()` is called by the application once,
+in `flows/__init__.py`, before Prefect is imported.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from aemon.errors import ConfigError
+
+MAX_PER_HOUR_ENV = "AEMON_ALERT_MAX_PER_HOUR"
+DEFAULT_MAX_PER_HOUR = 12
+BENCH_DATA_ENV = "AEMON_BENCH_DATA"
+
+
+def _home_path() -> Path:
+    return Path(os.environ.get("AEMON_HOME", ".aemon")).expanduser().resolve()
 
 
 def aemon_home() -> Path:
     """The absolute folder that holds every embedded default (created on demand)."""
-    home = Path(os.environ.get("AEMON_HOME", ".aemon")).expanduser().resolve()
+    home = _home_path()
     home.mkdir(parents=True, exist_ok=True)
     return home
 
@@ -56,16 +73,84 @@ def alert_urls() -> list[str]:
     return [u for u in raw.replace(",", " ").split() if u]
 
 
+def max_alerts_per_hour() -> int:
+    """`AEMON_ALERT_MAX_PER_HOUR` (default 12): alerts per model per hour; 0 = no limit."""
+    raw = os.environ.get(MAX_PER_HOUR_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PER_HOUR
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{MAX_PER_HOUR_ENV} must be a whole number >= 0 (0: no limit), got {raw!r}")
+    return value
+
+
+def bench_data_dir() -> Path | None:
+    """`AEMON_BENCH_DATA` when set: the folder of shared benchmark data."""
+    raw = os.environ.get(BENCH_DATA_ENV)
+    return Path(raw) if raw else None
+
+
+def prefect_api_url() -> str | None:
+    """`PREFECT_API_URL` when set: a Prefect server to use instead of a local one."""
+    return os.environ.get("PREFECT_API_URL") or None
+
+
+def set_environment(**values: str | None) -> None:
+    """Set environment variables for this process and its children (None: unset)."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Environment variables set (None: unset) for the block, restored afterwards."""
+    saved = {key: os.environ.get(key) for key in values}
+    set_environment(**values)
+    try:
+        yield
+    finally:
+        set_environment(**saved)
+
+
+def child_environment(*, without: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+    """This process's environment for a child process, less `without`, plus `extra`."""
+    env = {key: value for key, value in os.environ.items() if key not in without}
+    env.update(extra)
+    return env
+
+
+def apply_output_defaults(verbose: bool) -> None:
+    """Console defaults of the command line for Prefect and MLflow (the user's environment
+    wins); set before they are imported, since both read them at import time."""
+    defaults = {
+        # Prefect's console shows nothing but critical lines unless --verbose: a failed task
+        # is reported once, by aemon; the API (server UI) still gets every log.
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO" if verbose else "CRITICAL",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "aemon",
+        "MLFLOW_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
 def apply_environment_defaults() -> None:
     """Quiet, offline defaults for Prefect, MLflow and matplotlib; the user's environment wins.
 
-    Call before importing prefect or mlflow: both read settings at import time.
+    Prefect and MLflow read settings at import time: the application calls this once, in
+    `flows/__init__.py`, before anything imports them. Creates no folder.
     """
-    home = aemon_home()
+    home = _home_path()
     defaults = {
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MPLCONFIGDIR": str(home / "matplotlib"),

@@ -538,8 +538,7 @@ class Detector:
     ) -> None:
         normal_scores = cal_scores[~cal_labels] if cal_labels is not None else cal_scores
         budget = self._event_budget(stamps)
-        if budget is not None:
-            assert stamps is not None  # _event_budget checked it
+        if budget is not None and stamps is not None:  # _event_budget needs timestamps for a budget
             duration = pd.Timedelta(stamps[-1] - stamps[0])
             # Never below the pointwise promise: merged events must not hide a flood of points.
             floor = conformal_quantile(normal_scores, self.target_fpr)

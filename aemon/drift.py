@@ -38,7 +38,7 @@ from aemon.calibration import parse_rate
 from aemon.config import apply_environment_defaults
 from aemon.data.images import ImageBatch
 from aemon.data.timeseries import SeriesBatch
-from aemon.errors import ConfigError, DataError, NotFittedError
+from aemon.errors import ConfigError, DataError, DriftError, NotFittedError
 
 if TYPE_CHECKING:
     from aemon.detector import Batch, Detector, Input, LatentSample, ScoreResult
@@ -734,7 +734,7 @@ def _column_results(snapshot: dict[str, Any], names: list[str]) -> dict[str, dic
         }
     missing = [n for n in names if n not in results]
     if missing:
-        raise RuntimeError(f"Evidently's report has no drift result for columns {missing}")
+        raise DriftError(f"Evidently's report has no drift result for columns {missing}")
     return {n: results[n] for n in names}
 
 
@@ -855,7 +855,7 @@ def _plot_images(result: ScoreResult, batch: ImageBatch, out: Path, max_images: 
 
     maps = result.error_maps
     if maps is None:
-        raise DataError("this image score result holds no error maps")
+        raise ConfigError("an image drift plot needs the error maps of an image detector's result")
     candidates = np.flatnonzero(result.is_anomaly) if result.n_flagged else np.arange(result.n_records)
     top = candidates[np.argsort(-result.scores[candidates], kind="stable")][:max_images]
     k = max(len(top), 1)
@@ -944,13 +944,6 @@ def flag_rate_check(
     return FlagRateCheck(n_flagged, n_records, observed, target_fpr, p_value, broken, message)
 
 
-def promised_fpr(detector: Detector) -> float | None:
-    """The false-positive rate the detector's threshold promises, or None (f1, event budget)."""
-    _check_fitted(detector)
-    value = detector.threshold_info_.params.get("target_fpr")
-    return float(value) if value is not None else None
-
-
 def event_rate_check(
     n_events: int, span: pd.Timedelta, budget: str, *, alpha: float = 0.001, min_ratio: float = 1.5
 ) -> FlagRateCheck:
@@ -988,7 +981,7 @@ def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0
         stamps = result.timestamps
         span = pd.Timedelta(stamps[-1] - stamps[0]) if len(stamps) else pd.Timedelta(0)
         return event_rate_check(len(result.events), span, budget, alpha=alpha)
-    promise = promised_fpr(detector)
+    promise = detector.threshold_info_.promised_fpr
     if promise is None:
         return None
     block = detector.window if detector.modality_ == "timeseries" else 1

@@ -10,7 +10,9 @@ AemonError
 ├── ModelFormatError     a saved detector folder is missing, corrupt or of an unknown version
 ├── RegistryError        MLflow registry problem
 │   └── ModelNotFoundError   the model, version or alias asked for does not exist
-└── StoreError           anomaly database problem
+├── StoreError           anomaly database problem
+├── DriftError           a drift report cannot be computed
+└── ScoringError         batches could not be scored (each batch's own error is in the database)
 ```
 """
 
@@ -94,3 +96,11 @@ class ModelNotFoundError(RegistryError, LookupError):
 
 class StoreError(AemonError):
     """A problem with the anomaly database."""
+
+
+class DriftError(AemonError):
+    """A drift report cannot be computed from what Evidently returned."""
+
+
+class ScoringError(AemonError):
+    """One or more batches could not be scored; each batch's own error is recorded with it."""

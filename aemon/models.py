@@ -59,6 +59,21 @@ class ModelSpec:
         return cls(**{**d, "input_shape": tuple(d["input_shape"]), "hidden": tuple(d["hidden"])})
 
 
+def _default_latent_dim(sequence: bool, modality: str, n_in: int) -> int:
+    if sequence:
+        return int(min(64, max(16, n_in // 8)))
+    return int(min(64, max(4, n_in // 8))) if modality == "timeseries" else 16
+
+
+def _default_hidden(arch: str, modality: str, n_in: int, latent_dim: int) -> tuple[int, ...]:
+    if arch in SEQUENCE_ARCHITECTURES:
+        return (32,)  # per direction for aer
+    if arch == "dense":
+        h1 = int(min(512, max(32, n_in // 2)))
+        return (h1, int(max(latent_dim * 2, h1 // 2)))
+    return (32, 64) if modality == "timeseries" else (16, 32)
+
+
 def default_spec(
     arch: str,
     modality: str,
@@ -81,22 +96,13 @@ def default_spec(
         raise ConfigError(f"model {arch!r} needs a window of at least 3 steps, got {input_shape[0]}")
     n_in = math.prod(input_shape)
     if latent_dim is None:
-        if sequence:
-            latent_dim = int(min(64, max(16, n_in // 8)))
-        else:
-            latent_dim = int(min(64, max(4, n_in // 8))) if modality == "timeseries" else 16
+        latent_dim = _default_latent_dim(sequence, modality, n_in)
     if latent_dim < 1:
         raise ConfigError(f"latent_dim must be >= 1, got {latent_dim}")
     if hidden is not None and sequence and len(hidden) != 1:
         raise ConfigError(f"model {arch!r} takes one hidden size (LSTM units), got {hidden}")
     if hidden is None:
-        if sequence:
-            hidden = (32,)  # per direction for aer
-        elif arch == "dense":
-            h1 = int(min(512, max(32, n_in // 2)))
-            hidden = (h1, int(max(latent_dim * 2, h1 // 2)))
-        else:
-            hidden = (32, 64) if modality == "timeseries" else (16, 32)
+        hidden = _default_hidden(arch, modality, n_in, latent_dim)
     if patch is None:  # about 16 LSTM steps per window: an LSTM step costs the same at any width
         patch = max(1, input_shape[0] // 16) if sequence else 1
     if patch < 1 or (patch > 1 and not sequence):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from aemon.errors import ConfigError
+
 INCIDENT_KINDS = ("spike", "level_shift", "pattern_change", "flatline", "decoupling")
 
 
@@ -79,7 +81,7 @@ def make_series(
             elif kind == "decoupling":  # the column moves against its usual shape
                 values[seg, j] = -values[seg, j]
             else:
-                raise ValueError(f"incident kind must be one of {INCIDENT_KINDS}, got {kind!r}")
+                raise ConfigError(f"incident kind must be one of {INCIDENT_KINDS}, got {kind!r}")
             labels[seg] = True
             found.append(Incident(kind, int(at), int(end), (cols[j],)))
     stamps = pd.date_range(start, periods=n, freq=freq)

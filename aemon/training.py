@@ -147,7 +147,8 @@ def objective_loss(
         (jtv,) = torch.autograd.grad((out.code * v).sum(), inputs, create_graph=True)
         loss = loss + cfg.contractive_weight * jtv.square().flatten(1).sum(1).mean()
     elif cfg.objective == "vae":
-        assert out.logvar is not None, "the vae objective needs a variational model"
+        if out.logvar is None:
+            raise ConfigError("the vae objective needs a variational model (arch 'vae')")
         kl = -0.5 * (1 + out.logvar - out.mu.square() - out.logvar.exp()).sum(1).mean()
         loss = loss + cfg.beta * kl
     return loss

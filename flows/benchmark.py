@@ -12,14 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from aemon.config import apply_environment_defaults
-
-apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import time
-
-from aemon import registry  # noqa: E402
-from aemon.detector import Detector  # noqa: E402
-from aemon.store import AnomalyStore  # noqa: E402
-from flows.score import monitor, score_and_store, score_batch, score_inbox  # noqa: E402
+from aemon import registry
+from aemon.detector import Detector
+from aemon.errors import ScoringError
+from aemon.store import AnomalyStore
+from flows.score import monitor, score_and_store, score_batch, score_inbox
 
 BATCH_ROWS = 10_000
 
@@ -38,7 +35,7 @@ def _direct(path: Path, model: str) -> float:
         outcome = score_and_store.fn(path, detector, ref, store)
         report = monitor.fn(outcome, path, detector, ref, store)[0] if outcome.status == "done" else None
     if report is None:
-        raise RuntimeError(f"direct scoring of {path} did not score and report: {outcome.summary()}")
+        raise ScoringError(f"direct scoring of {path} did not score and report: {outcome.summary()}")
     return time.perf_counter() - start
 
 
@@ -47,7 +44,7 @@ def _flow(path: Path, model: str) -> float:
     summary = score_batch(str(path), model)
     seconds = time.perf_counter() - start
     if summary["status"] != "done" or summary["drift_detected"] is None:  # timed the whole job?
-        raise RuntimeError(f"score-batch on {path} did not score and report: {summary}")
+        raise ScoringError(f"score-batch on {path} did not score and report: {summary}")
     return seconds
 
 
@@ -83,7 +80,7 @@ def measure_flow_overhead(
     inbox_summaries = score_inbox(str(inbox), model)
     inbox_s = time.perf_counter() - start
     if [s["status"] for s in inbox_summaries] != ["done"] * repeats:
-        raise RuntimeError(f"score-inbox did not score every batch: {inbox_summaries}")
+        raise ScoringError(f"score-inbox did not score every batch: {inbox_summaries}")
     # Prefect 3 stops a heartbeat thread at the end of every flow run (about 1 s, STACK.md);
     # the same runs without heartbeats show how much of the overhead that is.
     import prefect.settings

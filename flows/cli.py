@@ -98,17 +98,10 @@ class _SafeFormatter(logging.Formatter):
 def _configure_output(verbose: bool) -> None:
     """Quiet defaults for the libraries below (the user's environment wins); set before
     they are imported, since Prefect and MLflow read them at import time."""
+    from aemon.config import apply_output_defaults
+
+    apply_output_defaults(verbose)
     level = "INFO" if verbose else "WARNING"
-    defaults = {
-        # Prefect's console shows nothing but critical lines unless --verbose: a failed task
-        # is reported once, by us; the API (server UI) still gets every log.
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO" if verbose else "CRITICAL",
-        "PREFECT_LOGGING_EXTRA_LOGGERS": "aemon",
-        "MLFLOW_LOGGING_LEVEL": level,
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
-    for key, value in defaults.items():
-        os.environ.setdefault(key, value)
     # aemon's own logs: one console line each (not again through Prefect's console), while
     # Prefect's API handler, attached to this logger as an extra logger, still gets INFO.
     logger = logging.getLogger("aemon")
@@ -682,8 +675,16 @@ def benchmark(
     speed, with baselines run in the same process; writes Markdown, JSON and plots."""
     _guard_children()
     from aemon.benchmarks import run_benchmark
+    from flows.benchmark import measure_flow_overhead
 
-    report = run_benchmark(suite.value, data_dir=data_dir, quick=quick, out_dir=out, progress=True)
+    report = run_benchmark(
+        suite.value,
+        data_dir=data_dir,
+        quick=quick,
+        out_dir=out,
+        progress=True,
+        flow_overhead=measure_flow_overhead,
+    )
     console.print(report.markdown, markup=False, highlight=False)
     console.print(f"Report: {report.json_path}")
 

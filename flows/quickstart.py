@@ -9,7 +9,6 @@ scores them through the `score-inbox` flow with alerts going to a webhook receiv
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -120,14 +119,7 @@ def run_quickstart(modality: str = "timeseries", *, epochs: int | None = None) -
         str(reference), run.model_name, modality=modality, progress=sys.stderr.isatty(), **options
     )
     with webhook_receiver() as (url, received):
-        previous = os.environ.get("AEMON_ALERT_URLS")
-        os.environ["AEMON_ALERT_URLS"] = " ".join(u for u in (previous, url) if u)
-        try:
+        with config.environment(AEMON_ALERT_URLS=" ".join([*config.alert_urls(), url])):
             run.batches = score_inbox(str(inbox), run.model_name)
-        finally:
-            if previous is None:
-                os.environ.pop("AEMON_ALERT_URLS", None)
-            else:
-                os.environ["AEMON_ALERT_URLS"] = previous
         run.alerts = [body.get("aemon", body) for body in received]
     return run

@@ -68,7 +68,7 @@ def _running(pid: int) -> bool:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: reaper.py NAME=TOKEN", file=sys.stderr)
+        print("usage: reaper.py NAME=TOKEN", file=sys.stderr)  # noqa: T201 (a bare script: no logging set up)
         return 2
     marker = argv[1].encode()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C is for aemon

@@ -8,20 +8,15 @@ weights) through the quality gate like any training run.
 from __future__ import annotations
 
 import numpy as np
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
-from aemon.config import apply_environment_defaults
-
-apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import time
-
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from aemon import registry  # noqa: E402
-from aemon.calibration import threshold_from_feedback  # noqa: E402
-from aemon.errors import CalibrationError  # noqa: E402
-from aemon.registry import RegisteredVersion  # noqa: E402
-from aemon.store import AnomalyStore  # noqa: E402
-from flows.common import logger, retry_on_io  # noqa: E402
+from aemon import registry
+from aemon.calibration import threshold_from_feedback
+from aemon.errors import CalibrationError
+from aemon.registry import RegisteredVersion
+from aemon.store import AnomalyStore
+from flows.common import logger, retry_on_io
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -46,7 +41,7 @@ def recalibrate(name: str, promote: bool = False) -> RegisteredVersion:
             "`aemon feedback ID --verdict false_positive` first"
         )
     threshold = threshold_from_feedback(detector.threshold_, fp, tp)
-    promised = detector.threshold_info_.params.get("target_fpr")
+    promised = detector.threshold_info_.promised_fpr
     if promised is not None:  # a higher threshold keeps the old promise
         threshold.params["target_fpr"] = promised
     if threshold.value == detector.threshold_:

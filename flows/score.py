@@ -15,16 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aemon.config import apply_environment_defaults
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import time
-
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner  # noqa: E402
-
-from aemon import alerts, config, drift, registry, retention  # noqa: E402
-from aemon.batches import (  # noqa: E402
+from aemon import alerts, config, drift, registry, retention
+from aemon.batches import (
     DONE_DIR,
     QUARANTINE_DIR,
     BatchOutcome,
@@ -32,11 +28,11 @@ from aemon.batches import (  # noqa: E402
     move_batch,
     score_batch_into_store,
 )
-from aemon.detector import Detector  # noqa: E402
-from aemon.errors import ConfigError, safe_text  # noqa: E402
-from aemon.registry import ModelRef  # noqa: E402
-from aemon.store import AnomalyStore  # noqa: E402
-from flows.common import logger, retry_on_io  # noqa: E402
+from aemon.detector import Detector
+from aemon.errors import ConfigError, ScoringError, safe_text
+from aemon.registry import ModelRef
+from aemon.store import AnomalyStore
+from flows.common import logger, retry_on_io
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -83,7 +79,8 @@ def monitor(
     folder that cannot be written, MLflow unreachable) comes back as the third value, a
     one-line warning that the caller shows with the batch.
     """
-    assert outcome.result is not None and outcome.batch_id is not None
+    if outcome.result is None or outcome.batch_id is None:
+        raise ConfigError(f"{outcome.source}: only a scored batch can be monitored (status {outcome.status})")
     log = logger()
     flag_rate = drift.check_flag_rate(detector, outcome.result)
     if flag_rate is not None and flag_rate.broken:
@@ -126,7 +123,8 @@ def alert(
     store: AnomalyStore,
 ) -> list[alerts.SendOutcome]:
     """One alert per batch that deserves one, to every `AEMON_ALERT_URLS` target."""
-    assert outcome.result is not None and outcome.batch_id is not None
+    if outcome.result is None or outcome.batch_id is None:
+        raise ConfigError(f"{outcome.source}: only a scored batch can be monitored (status {outcome.status})")
     urls = config.alert_urls()
     if not urls or not alerts.should_alert(outcome.n_flagged, report, flag_rate):
         return []
@@ -271,5 +269,5 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
                 logger().error("%s failed after retries, left in the inbox: %s", path, exc)
                 failed.append(f"{path.name}: {exc}")
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(batches)} batches failed: " + "; ".join(failed))
+        raise ScoringError(f"{len(failed)} of {len(batches)} batches failed: " + "; ".join(failed))
     return summaries

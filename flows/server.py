@@ -62,7 +62,7 @@ def stop_children_on_exit() -> None:
     if _guard is not None or not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
         return
     marker = f"{GUARD_VAR}={os.getpid()}-{secrets.token_hex(8)}"
-    env = {k: v for k, v in os.environ.items() if k != GUARD_VAR}
+    env = config.child_environment(without=(GUARD_VAR,))
     read_fd, write_fd = os.pipe()  # both non-inheritable: children started later hold neither
     try:
         _guard = subprocess.Popen(
@@ -80,7 +80,7 @@ def stop_children_on_exit() -> None:
     finally:
         os.close(read_fd)
     _guard_fd = write_fd  # closed by the kernel when this process ends, however it ends
-    os.environ[GUARD_VAR] = marker.split("=", 1)[1]
+    config.set_environment(**{GUARD_VAR: marker.split("=", 1)[1]})
 
 
 @contextmanager
@@ -90,11 +90,10 @@ def prefect_api(port: int | None = None) -> Iterator[str]:
     Sets `PREFECT_API_URL` in this process for the duration, so import Prefect's client code
     inside the block.
     """
-    configured = os.environ.get("PREFECT_API_URL")
+    configured = config.prefect_api_url()
     if configured:
         yield configured
         return
-    config.apply_environment_defaults()
     port = port or _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     log_path = config.aemon_home() / "prefect" / "server.log"
@@ -118,10 +117,9 @@ def prefect_api(port: int | None = None) -> Iterator[str]:
                     f"see {log_path}"
                 )
             time.sleep(0.5)
-        os.environ["PREFECT_API_URL"] = api_url
-        yield api_url
+        with config.environment(PREFECT_API_URL=api_url):
+            yield api_url
     finally:
-        os.environ.pop("PREFECT_API_URL", None)
         _stop(proc)
 
 

@@ -17,22 +17,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
-from aemon.config import apply_environment_defaults
-
-apply_environment_defaults()  # Prefect reads PREFECT_HOME and friends at import time
-
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from aemon import drift, registry  # noqa: E402
-from aemon.data.images import is_image_source, load_images  # noqa: E402
-from aemon.data.timeseries import is_timeseries_path, read_frame_chunks  # noqa: E402
-from aemon.detector import Detector  # noqa: E402
-from aemon.errors import ConfigError, DataError  # noqa: E402
-from aemon.evaluation import evaluate_detector  # noqa: E402
-from aemon.registry import RegisteredVersion  # noqa: E402
-from flows.common import logger, retry_on_io  # noqa: E402
+from aemon import drift, registry
+from aemon.data.images import is_image_source, load_images
+from aemon.data.timeseries import is_timeseries_path, read_frame_chunks
+from aemon.detector import Detector
+from aemon.errors import ConfigError, DataError
+from aemon.evaluation import evaluate_detector
+from aemon.registry import RegisteredVersion
+from flows.common import logger, retry_on_io
 
 
 @dataclass
@@ -146,16 +141,9 @@ def report_calibration(detector: Detector) -> dict[str, float]:
     thr = detector.threshold_info_
     log = logger()
     log.info("threshold %.6g (%s), calibration FPR %.4f", thr.value, thr.method, detector.calibration_fpr_)
-    if (
-        thr.method != "f1"
-        and detector.false_alarms_ is None
-        and (detector.calibration_fpr_ > registry.FPR_SLACK * detector.target_fpr)
-    ):
-        log.warning(
-            "calibration FPR %.4f is well above the target %.4f",
-            detector.calibration_fpr_,
-            detector.target_fpr,
-        )
+    promise = thr.promised_fpr
+    if promise is not None and detector.calibration_fpr_ > registry.FPR_SLACK * promise:
+        log.warning("calibration FPR %.4f is well above the target %.4f", detector.calibration_fpr_, promise)
     return {"threshold": thr.value, "calibration_fpr": detector.calibration_fpr_}
 
 

@@ -4,6 +4,8 @@ embedded defaults (SQLite DB, MLflow store, Prefect home, reports) never touch t
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,22 +29,54 @@ def pytest_report_header() -> str:
     return f"shared data: {SHARED_DATA} ({present}); torch threads: {os.cpu_count()}"
 
 
-@pytest.fixture(scope="session")
-def _session_defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """aemon's environment defaults (PREFECT_HOME, telemetry off...) under a session folder,
-    set before session fixtures import prefect or mlflow; the environment is restored after."""
-    saved = dict(os.environ)
-    os.environ["AEMON_HOME"] = str(tmp_path_factory.mktemp("session_home"))
+_SESSION_HOME: Path | None = None
+_SAVED_ENVIRONMENT: dict[str, str] = {}
+_ROOT_ENTRIES: set[str] = set()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test module is collected (importing `flows` sets aemon's environment
+    defaults, and Prefect reads PREFECT_HOME when imported): AEMON_HOME and the homes derived
+    from it in a session folder, so nothing lands in the working directory (Prefect's result
+    storage went to ./.aemon/prefect/storage). The environment is restored at the end."""
+    global _SESSION_HOME
+    _SAVED_ENVIRONMENT.update(os.environ)
+    _SESSION_HOME = Path(tempfile.mkdtemp(prefix="aemon-tests-"))
+    os.environ["AEMON_HOME"] = str(_SESSION_HOME)
+    for var in ("PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "MPLCONFIGDIR"):
+        os.environ.pop(var, None)  # derived from AEMON_HOME below, never the developer's own
+    # Hypothesis keeps its example database in ./.hypothesis otherwise.
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(_SESSION_HOME / "hypothesis")
     from aemon.config import apply_environment_defaults
 
     apply_environment_defaults()
-    yield
+    _ROOT_ENTRIES.update(_root_entries(config))
+
+
+def _root_entries(config: pytest.Config) -> set[str]:
+    return {p.name for p in config.rootpath.iterdir()} - {".pytest_cache"}  # pytest's own cache
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests write only in temporary folders: fail the run if one left something in the
+    repository (checked at the top level, where every default home lands)."""
+    new = sorted(_root_entries(session.config) - _ROOT_ENTRIES)
+    if new:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"tests wrote into {session.config.rootpath}: {new}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
     os.environ.clear()
-    os.environ.update(saved)
+    os.environ.update(_SAVED_ENVIRONMENT)
+    if _SESSION_HOME is not None:
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def prefect_harness(_session_defaults: None) -> Iterator[str]:
+def prefect_harness() -> Iterator[str]:
     """Prefect's test server, once per session (~10 s to start); yields its API URL.
 
     Flows called in tests run against it in-process; a CLI subprocess can reach it through
@@ -54,13 +88,14 @@ def prefect_harness(_session_defaults: None) -> Iterator[str]:
     updates = {}
     if hasattr(prefect.settings, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
         updates[prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
-    # A loaded 2-core machine can take more than the default 30 s to start the server.
-    with prefect_test_harness(server_startup_timeout=120), prefect.settings.temporary_settings(updates):
+    # None: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (aemon's default) instead of a
+    # fixed 30 s, which a loaded machine exceeds.
+    with prefect_test_harness(server_startup_timeout=None), prefect.settings.temporary_settings(updates):
         yield str(prefect.settings.PREFECT_API_URL.value())
 
 
 @pytest.fixture(scope="session")
-def _mlflow_template(_session_defaults: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite store with its schema created (~3 s), to copy per test."""
     path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
     from mlflow import MlflowClient

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aemon.benchmarks.common import SuiteResult, resolve_data_dir
 from aemon.benchmarks.report import BenchmarkReport, write_report
 from aemon.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aemon.benchmarks.speed import FlowOverhead
 
 __all__ = ["SUITES", "BenchmarkReport", "run_benchmark"]
 
@@ -29,41 +33,40 @@ def run_benchmark(
     quick: bool = False,
     out_dir: Path | None = None,
     progress: bool = True,
+    flow_overhead: FlowOverhead | None = None,
 ) -> BenchmarkReport:
     """Run a suite (quality = mnist + nab + multivariate + smd; speed) and write its report.
 
     `data_dir`: the shared benchmark data (default `$AEMON_BENCH_DATA` or `<repo>/../shared/data`);
     `quick`: a small subset for tests (2 digits, 1 NAB signal per category, 1 SMD machine, 100k points);
-    `out_dir`: default `<AEMON_HOME>/benchmarks/<suite>-<timestamp>/`.
+    `out_dir`: default `<AEMON_HOME>/benchmarks/<suite>-<timestamp>/`;
+    `flow_overhead`: speed only, times the Prefect flows (`flows.benchmark.measure_flow_overhead`).
     """
     if suite not in SUITES:
         raise ConfigError(f"benchmark suite must be one of {SUITES}, got {suite!r}")
     parts: list[SuiteResult] = []
-    needs_data = suite in ("quality", "mnist", "nab", "smd", "speed")
-    data = resolve_data_dir(data_dir) if needs_data else None
-    if suite in ("quality", "mnist"):
+    # Every suite but the generated multivariate one reads the shared data.
+    data = resolve_data_dir(data_dir) if suite != "multivariate" else None
+    if suite in ("quality", "mnist") and data is not None:
         from aemon.benchmarks.mnist import run_mnist
 
-        assert data is not None
         parts.append(run_mnist(data, quick=quick, show_progress=progress))
-    if suite in ("quality", "nab"):
+    if suite in ("quality", "nab") and data is not None:
         from aemon.benchmarks.nab import run_nab
 
-        assert data is not None
         parts.append(run_nab(data, quick=quick, show_progress=progress))
     if suite in ("quality", "multivariate"):
         from aemon.benchmarks.multivariate import run_multivariate
 
         parts.append(run_multivariate(quick=quick, show_progress=progress))
-    if suite in ("quality", "smd"):
+    if suite in ("quality", "smd") and data is not None:
         from aemon.benchmarks.smd import run_smd
 
-        assert data is not None
         parts.append(run_smd(data, quick=quick, show_progress=progress))
-    if suite == "speed":
+    if suite == "speed" and data is not None:
         from aemon.benchmarks.speed import run_speed
 
-        parts.append(run_speed(data, quick=quick, show_progress=progress))
+        parts.append(run_speed(data, quick=quick, show_progress=progress, flow_overhead=flow_overhead))
     for part in parts:
         log.info("%s:\n%s", part.name, part.markdown)
     return write_report(suite, parts, out_dir=out_dir, data_dir=data, quick=quick)

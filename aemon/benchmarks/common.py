@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aemon import config
 from aemon.errors import ConfigError
 
 T = TypeVar("T")
-
-DATA_ENV = "AEMON_BENCH_DATA"
 
 
 def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
@@ -25,13 +24,12 @@ def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
     Nothing is ever downloaded: a missing folder is a clear error.
     """
     if data_dir is None:
-        env = os.environ.get(DATA_ENV)
-        data_dir = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+        data_dir = config.bench_data_dir() or Path(__file__).resolve().parents[3] / "shared" / "data"
     path = Path(data_dir).expanduser().resolve()
     if not path.is_dir():
         raise ConfigError(
-            f"benchmark data folder {path} not found; pass data_dir or set {DATA_ENV} to the folder "
-            "that holds nab/ and mnist/ (aemon never downloads benchmark data)"
+            f"benchmark data folder {path} not found; pass data_dir or set {config.BENCH_DATA_ENV} to "
+            "the folder that holds nab/ and mnist/ (aemon never downloads benchmark data)"
         )
     return path
 
@@ -89,7 +87,8 @@ def _progress_lines(items: Iterable[T], desc: str, total: int | None) -> Iterato
     start = time.perf_counter()
     for i, item in enumerate(items, 1):
         yield item
-        print(f"{desc}: {i}{f'/{n}' if n else ''} done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        line = f"{desc}: {i}{f'/{n}' if n else ''} done, {time.perf_counter() - start:.0f} s"
+        print(line, file=sys.stderr)  # noqa: T201 (what tqdm draws on a terminal, as plain lines)
 
 
 def f1_from_counts(tp: int, fp: int, fn: int) -> float:

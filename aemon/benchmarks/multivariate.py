@@ -19,6 +19,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from aemon.benchmarks.common import SuiteResult, progress, timed
 from aemon.benchmarks.nab_metrics import Counts, overlap_counts
 from aemon.calibration import conformal_quantile, find_events
+from aemon.errors import ConfigError
 from aemon.synthetic import INCIDENT_KINDS, make_series
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ def run_multivariate(
         with timed() as t:
             det = Detector(modality="timeseries", seed=seed, progress=False, **args).fit(train)
             res = det.score(test)
-        assert res.events is not None
+        if res.events is None:
+            raise ConfigError("the multivariate benchmark needs a time-series detector (events)")
         windows = [(i.start, i.end) for i in incidents]
         events = [(int(a), int(b)) for a, b in zip(res.events.start_index, res.events.end_index, strict=True)]
         point_thr = conformal_quantile(det.calibration_scores_, 0.01)

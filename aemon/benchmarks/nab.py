@@ -37,6 +37,7 @@ from aemon.benchmarks.nab_metrics import (
     overlap_counts,
 )
 from aemon.calibration import calibrate_event_budget, conformal_quantile, find_events
+from aemon.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def load_signals(
     for cat in categories:
         files = sorted((root / "data" / cat).glob("*.csv"))
         if not files:
-            raise FileNotFoundError(f"no NAB files in {root / 'data' / cat}")
+            raise DataError("no NAB files", source=root / "data" / cat)
         for path in files[:limit_per_category]:
             frame = pd.read_csv(path, parse_dates=["timestamp"])
             # A few files repeat timestamps (clock changes); keep the first row of each.
@@ -128,7 +129,8 @@ def run_signal(signal: Signal, detector_args: dict[str, Any], seed: int = 0) -> 
     start = time.perf_counter()
     det = Detector(modality="timeseries", seed=seed, progress=False, **detector_args).fit(signal.frame)
     res = det.score(signal.frame)
-    assert res.events is not None
+    if res.events is None:
+        raise ConfigError("the NAB benchmark needs a time-series detector (events)")
     events = [(int(a), int(b)) for a, b in zip(res.events.start_index, res.events.end_index, strict=True)]
     point_thr = conformal_quantile(det.calibration_scores_, 0.01)
     point_spans = find_events(res.scores > point_thr, 0)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aemon.errors import DataError
+
 Interval = tuple[int, int]
 
 
@@ -146,5 +148,5 @@ def nab_normalized(file_scores: Sequence[NabFileScore], profile: str = "standard
     null = -weights["fn"] * n_windows
     perfect = weights["tp"] * n_windows
     if perfect == null:
-        raise ValueError("the NAB score needs at least one labelled window")
+        raise DataError("the NAB score needs at least one labelled window")
     return 100.0 * (raw - null) / (perfect - null)

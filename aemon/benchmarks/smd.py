@@ -35,6 +35,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from aemon.benchmarks.common import SuiteResult, progress, require, timed
 from aemon.benchmarks.nab_metrics import Counts, Interval, overlap_counts
 from aemon.calibration import find_events
+from aemon.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def load_machine(data_dir: Path, name: str, max_rows: int | None = None) -> Mach
     test = np.loadtxt(require(root / "test" / f"{name}.txt.gz", f"SMD test file {name}"), delimiter=",")
     labels = np.loadtxt(require(root / "test_label" / f"{name}.txt", f"SMD labels {name}"), dtype=np.int64)
     if len(labels) != len(test):
-        raise ValueError(f"{name}: {len(labels)} labels for {len(test)} test rows")
+        raise DataError(f"{len(labels)} labels for {len(test)} test rows", source=name)
     train, test, labels = train[:max_rows], test[:max_rows], labels[:max_rows]
     flags = labels.astype(bool)
     return Machine(

@@ -15,20 +15,26 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from aemon import config
 from aemon.benchmarks.common import SuiteResult, progress, timed
+from aemon.errors import ScoringError
 
 log = logging.getLogger(__name__)
 
 WINDOW = 64
 SPEED_DETECTOR: dict[str, Any] = {"window": WINDOW, "epochs": 3}  # training quality is not measured here
+
+# Times the Prefect flows against the same library calls: (detector, reference, scratch folder,
+# main file) -> figures. The application passes it in (flows/benchmark.py); the library never
+# imports Prefect.
+FlowOverhead = Callable[[Any, pd.DataFrame, Path, Path], dict[str, Any]]
 
 
 def write_series_csv(path: Path, n_rows: int, seed: int = 0) -> Path:
@@ -96,7 +102,8 @@ t1 = time.perf_counter()
 out = score_batch_into_store(store, det, Path(sys.argv[2]), model_name="speed", model_version=sys.argv[4])
 t2 = time.perf_counter()
 store.close()
-assert out.status == "done", out.error
+if out.status != "done":
+    sys.exit(f"scoring failed: {out.error}")
 print(json.dumps({"seconds": t2 - t1, "startup": t1 - t0, "n_records": out.n_records,
                   "n_flagged": out.n_flagged,
                   "peak_rss_mb": peak_rss_mb()}))
@@ -105,7 +112,8 @@ print(json.dumps({"seconds": t2 - t1, "startup": t1 - t0, "n_records": out.n_rec
 
 def end_to_end(detector_dir: Path, csv: Path, db_url: str, version: str) -> dict[str, Any]:
     """Score one file into the database in a fresh process; seconds and peak RSS."""
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count()))}
+    env = config.child_environment()
+    env.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
     proc = subprocess.run(
         [sys.executable, "-c", _WORKER, str(detector_dir), str(csv), db_url, version],
         capture_output=True,
@@ -114,7 +122,7 @@ def end_to_end(detector_dir: Path, csv: Path, db_url: str, version: str) -> dict
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"end-to-end worker failed: {proc.stderr[-2000:]}")
+        raise ScoringError(f"end-to-end worker failed: {proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
@@ -129,25 +137,8 @@ def end_to_end_in_process(detector: Any, csv: Path, db_url: str, version: str) -
         with timed() as t:
             out = score_batch_into_store(store, detector, csv, model_name="speed", model_version=version)
     if out.status != "done":
-        raise RuntimeError(f"end-to-end scoring failed: {out.error}")
+        raise ScoringError(f"end-to-end scoring failed: {out.error}")
     return {"seconds": t.seconds, "n_records": out.n_records, "n_flagged": out.n_flagged}
-
-
-@contextmanager
-def _isolated_stores(folder: Path) -> Iterator[None]:
-    """Database and MLflow store in a scratch folder, so a benchmark never touches real state."""
-    keys = ("AEMON_DATABASE_URL", "MLFLOW_TRACKING_URI")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["AEMON_DATABASE_URL"] = f"sqlite:///{folder / 'aemon.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_speed(
@@ -156,10 +147,11 @@ def run_speed(
     quick: bool = False,
     seed: int = 0,
     sizes: Sequence[int] | None = None,
-    flow: bool = True,
+    flow_overhead: FlowOverhead | None = None,
     show_progress: bool = True,
 ) -> SuiteResult:
-    """Time scoring (and MNIST) end to end, the bare forward and PyOD on the same windows."""
+    """Time scoring (and MNIST) end to end, the bare forward and PyOD on the same windows;
+    `flow_overhead`, when given, also times the Prefect flows."""
     import torch
 
     from aemon.data.timeseries import sliding_windows
@@ -173,7 +165,14 @@ def run_speed(
         else ((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000, 10_000_000))
     )
     threads = torch.get_num_threads()
-    with tempfile.TemporaryDirectory(prefix="aemon-speed-") as tmp_name, _isolated_stores(Path(tmp_name)):
+    with (
+        tempfile.TemporaryDirectory(prefix="aemon-speed-") as tmp_name,
+        # Database and MLflow store in the scratch folder: a benchmark never touches real state.
+        config.environment(
+            AEMON_DATABASE_URL=f"sqlite:///{Path(tmp_name) / 'aemon.db'}",
+            MLFLOW_TRACKING_URI=f"sqlite:///{Path(tmp_name) / 'mlflow.db'}",
+        ),
+    ):
         tmp = Path(tmp_name)
         train, _, _ = make_series(20_000, 1, seed=seed)
         train = train.rename(columns={"metric_0": "value"})
@@ -207,10 +206,8 @@ def run_speed(
             if csv != main_csv:
                 csv.unlink()
         flow_record: dict[str, Any] = {}
-        if flow:
-            from flows.benchmark import measure_flow_overhead
-
-            flow_record = measure_flow_overhead(det, train, tmp, main_csv)
+        if flow_overhead is not None:
+            flow_record = flow_overhead(det, train, tmp, main_csv)
         mnist_record = _mnist_speed(data_dir, seed, quick) if data_dir is not None else {}
     ratio_floor = e2e["seconds"] / forward_s
     pyod_ratio = pyod_s / e2e["seconds"]

@@ -83,7 +83,16 @@ def test_multivariate_quick(tmp_path: Path) -> None:
 
 def test_speed_quick(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyod")
-    report = run_benchmark("speed", data_dir=data_dir, quick=True, out_dir=tmp_path, progress=False)
+    from flows.benchmark import measure_flow_overhead
+
+    report = run_benchmark(
+        "speed",
+        data_dir=data_dir,
+        quick=True,
+        out_dir=tmp_path,
+        progress=False,
+        flow_overhead=measure_flow_overhead,
+    )
     record = _check_report(report, "speed", tmp_path)
     speed = record["results"]["speed"]  # type: ignore[index]
     assert speed["points"] == 100_000

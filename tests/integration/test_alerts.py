@@ -27,12 +27,12 @@ from aemon.alerts import (
     alert_allowed,
     build_alert,
     dispatch_alert,
-    max_alerts_per_hour,
     retry_failed_alerts,
     send_alert,
     should_alert,
     target_id,
 )
+from aemon.config import max_alerts_per_hour
 from aemon.detector import ScoreResult
 from aemon.drift import DriftResult, flag_rate_check
 from aemon.errors import ConfigError

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from aemon import ConfigError, Detector, ModelFormatError, StoreError, drift, registry
+from aemon import ConfigError, Detector, ModelFormatError, StoreError, config, drift, registry
 from aemon.store import AnomalyStore
 from aemon.synthetic import make_series
 
@@ -286,7 +286,7 @@ def test_two_databases_sharing_one_home_keep_both_reports_and_mlflow_gets_none(
         reports.add(Path(summary["report_path"]).parent)
     assert ids == {1} and len(reports) == 2  # each database numbers its batches from 1
     ref = registry.resolve_ref(model)
-    client = MlflowClient(registry.mlflow_tracking_uri())
+    client = MlflowClient(config.mlflow_tracking_uri())
     run_id = ref.run_id or client.get_model_version(ref.name, ref.version).run_id
     assert client.list_artifacts(run_id, "monitoring") == []
 

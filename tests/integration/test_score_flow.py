@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from aemon import Detector, drift, registry
+from aemon import Detector, ScoringError, drift, registry
 from aemon.store import AnomalyStore
 from aemon.synthetic import make_series
 
@@ -171,7 +171,7 @@ def test_a_batch_that_fails_is_left_in_the_inbox_and_the_others_go_on(
     # Listed, then unreadable. It points inside the inbox: a link out of it is quarantined.
     (inbox / "a_ghost.csv").symlink_to(inbox / ".gone.csv")
     history.iloc[2 * WEEK :].to_csv(inbox / "b_good.csv", index=False)
-    with pytest.raises(RuntimeError, match=r"1 of 2 batches failed: a_ghost.csv: .*batch not found"):
+    with pytest.raises(ScoringError, match=r"1 of 2 batches failed: a_ghost.csv: .*batch not found"):
         score_inbox(str(inbox), registered)
     assert [p.name for p in (inbox / "done").iterdir()] == ["b_good.csv"]
     assert (inbox / "a_ghost.csv").is_symlink()  # left for the next run

@@ -243,3 +243,29 @@ def test_held_out_event_budget_extrapolates_below_the_span_it_has_seen() -> None
     assert "tail_level" in thr.params and thr.value > scores.max()
     fresh = rng.exponential(1.0, 70 * 1440)  # ten weeks: about 10 events promised
     assert len(find_events(fresh > thr.value, 0)) <= 20
+
+
+@pytest.mark.parametrize(
+    ("method", "promise"),
+    [
+        ("quantile", 0.02),  # the conformal quantile promises its target rate
+        ("mad", 0.02),  # robust z, k from the target under normality
+        ("pot", 0.02),  # the GPD tail extrapolated to the target risk
+        ("f1", None),  # chosen on labels: no pointwise promise
+        ("event_budget", None),  # a rate of events per time, not of points
+        ("feedback", None),  # raised past false positives: keeps only a promise it was given
+    ],
+)
+def test_promised_fpr_per_method(method: str, promise: float | None) -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.gamma(2.0, 1.0, 5_000)
+    labels = np.zeros(len(scores), bool)
+    labels[np.argsort(scores)[-50:]] = True
+    if method == "event_budget":
+        thr = calibrate_event_budget(scores, pd.Timedelta(days=10), "1/day", gap=6)
+    elif method == "feedback":
+        thr = threshold_from_feedback(3.0, np.array([3.5]), np.array([9.0]))
+    else:
+        thr = calibrate_threshold(scores, method, target_fpr=0.02, labels=labels)
+    assert thr.method == method
+    assert thr.promised_fpr == promise

@@ -1,18 +1,10 @@
-"""MLflow tracking and model registry: the only module of aemon that imports mlflow.
+"""MLflow access: training runs, registered versions and aliases, and the artifacts a
+version carries (its detector, its drift reference profile, the drift reports of batches).
 
 A training run logs its parameters, loss curves, threshold, held-out metrics and plots, and
-the detector folder as an MLflow **pyfunc** model registered as `NAME`. Every new version gets
+the detector folder as an MLflow pyfunc model registered as `NAME`. Every new version gets
 the alias `challenger`; it also becomes `champion` when it passes the quality gate
-(`quality_gate`). Scoring resolves `NAME` (= `NAME@champion`), `NAME@alias` or `NAME/version`
-with `load_detector`.
-
-Where: `MLFLOW_TRACKING_URI`, default `sqlite:///<AEMON_HOME>/mlflow.db` with artifacts under
-`<AEMON_HOME>/mlartifacts` (see `aemon.config`).
-
-Example:
-    >>> version = log_training(det, name="cpu", data_source="ref.csv",  # doctest: +SKIP
-    ...                        reference_data=holdout, labels=holdout_labels)
-    >>> det, ref = load_detector("cpu")  # the champion  # doctest: +SKIP
+(`aemon.registry.gate`). MLflow's exceptions leave this module as `RegistryError`.
 """
 
 from __future__ import annotations
@@ -20,65 +12,48 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 
 from aemon.config import apply_environment_defaults, mlflow_artifact_root, mlflow_tracking_uri
-from aemon.data.images import decode_images, load_images
-from aemon.data.timeseries import read_frame_chunks
 from aemon.detector import Detector, Input
 from aemon.errors import (
     AemonError,
     ConfigError,
-    DataError,
     ModelFormatError,
     ModelNotFoundError,
     RegistryError,
 )
 from aemon.evaluation import evaluate_detector, evaluate_result
-
-apply_environment_defaults()  # mlflow reads its settings (telemetry, ...) at import time
-
-import mlflow  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric, Param  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.models import ModelSignature  # noqa: E402
-from mlflow.pyfunc import PythonModel  # noqa: E402
-from mlflow.types import ColSpec, Schema  # noqa: E402
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from aemon.registry.cache import detectors, drift_references
+from aemon.registry.gate import quality_gate
+from aemon.registry.plots import training_figures
+from aemon.registry.pyfunc import (
+    DETECTOR_ARTIFACT,
+    MODEL_ARTIFACT,
+    MODEL_CODE,
+    input_example,
+    model_signature,
+    pip_requirements,
+    predict_frame,
+)
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT_NAME = "aemon"
 CHAMPION, CHALLENGER = "champion", "challenger"
-MODEL_ARTIFACT = "model"  # the pyfunc model's name inside the run
-DETECTOR_ARTIFACT = "detector"  # the detector folder inside the pyfunc model's artifacts
 TAG = "aemon."  # prefix of every tag aemon writes
-# Quality gate (see `quality_gate`):
-FPR_SLACK = 2.0  # held-out FPR may reach FPR_SLACK * target_fpr + 1/n_normal
-AUROC_TOLERANCE = 1e-3  # "not worse": challenger AUROC >= champion AUROC - this
-MAX_CACHED_DETECTORS = 8
-# MLflow "models from code": the model is this import, not a pickle (which MLflow warns about
-# and which would tie a version to one cloudpickle). Loading it needs aemon installed.
-MODEL_CODE = '''"""aemon pyfunc model: `AemonModel` loads the detector folder in artifacts/."""
-import mlflow
-
-from aemon.registry import AemonModel
-
-mlflow.models.set_model(AemonModel())
-'''
 MAX_PARAM_CHARS = 500
 
 
@@ -138,18 +113,12 @@ class ModelVersionInfo:
     threshold: float | None
 
 
-@dataclass(frozen=True)
-class GateDecision:
-    promote: bool
-    reason: str
-    numbers: dict[str, float] = field(default_factory=dict)
-
-
 # --- connection -----------------------------------------------------------------------------
 
 
 def _client() -> tuple[MlflowClient, str]:
     """A client on the configured store; the fluent API is pointed at the same URI."""
+    apply_environment_defaults()  # telemetry off for library callers too (checked per event)
     uri = mlflow_tracking_uri()
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri), uri
@@ -187,336 +156,7 @@ def _not_found(exc: MlflowException) -> bool:
     return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
-# --- evaluation and the quality gate ----------------------------------------------------------
-
-
-def quality_gate(
-    challenger: Mapping[str, float],
-    champion: Mapping[str, float] | None,
-    *,
-    calibration_fpr: float,
-    n_calibration: int,
-    target_fpr: float | None,
-    force: bool = False,
-    champion_error: str | None = None,
-) -> GateDecision:
-    """Decide whether a new version replaces the champion.
-
-    `challenger`: the new version's `evaluate_detector` metrics on held-out data ({} when none
-    was held out); `champion`: the champion's metrics on the *same* data, None when there is
-    no champion ({} when they could not be measured: no held-out data). Rules, in order:
-
-    1. `force` (``--promote``) promotes;
-    2. no champion yet promotes;
-    3. the champion could not score the held-out data (`champion_error`: schema changed...)
-       rejects: the two are not comparable, promote by hand;
-    4. the false-positive rate must keep the threshold's promise: held-out FPR (calibration
-       FPR when nothing was held out) <= FPR_SLACK * target_fpr + 1 / n_normal. The slack
-       absorbs sampling noise of small, autocorrelated held-out sets while still catching a
-       broken threshold. Skipped when the threshold promises no pointwise rate (f1, or a
-       false-alarm budget);
-    5. with labels on both sides, AUROC must not be worse than the champion's
-       (>= champion - AUROC_TOLERANCE); without labels rule 4 decides alone.
-    """
-    numbers: dict[str, float] = {"calibration_fpr": calibration_fpr}
-    for key in ("fpr", "auroc", "auprc", "f1"):
-        if key in challenger:
-            numbers[f"holdout_{key}"] = challenger[key]
-    if champion:
-        numbers.update({f"champion_{k}": champion[k] for k in ("fpr", "auroc") if k in champion})
-    if force:
-        return GateDecision(True, "forced (promote=True)", numbers)
-    if champion is None:
-        return GateDecision(True, "first champion: no champion yet", numbers)
-    if champion_error is not None:
-        return GateDecision(
-            False,
-            f"champion cannot score the held-out data ({champion_error}); not comparable, promote by hand",
-            numbers,
-        )
-    if target_fpr is not None:
-        if "fpr" in challenger:
-            fpr, n_normal, where = challenger["fpr"], challenger.get("n_normal", 1.0), "held-out"
-        else:
-            fpr, n_normal, where = calibration_fpr, float(n_calibration), "calibration"
-        limit = FPR_SLACK * target_fpr + 1.0 / max(n_normal, 1.0)
-        numbers.update(fpr_limit=limit, target_fpr=target_fpr)
-        if fpr > limit:
-            return GateDecision(
-                False,
-                f"{where} false-positive rate {fpr:.4g} above the limit {limit:.4g} (target {target_fpr:g})",
-                numbers,
-            )
-    if "auroc" in challenger and "auroc" in champion:
-        new, old = challenger["auroc"], champion["auroc"]
-        if new < old - AUROC_TOLERANCE:
-            return GateDecision(
-                False,
-                f"AUROC {new:.4f} worse than the champion's {old:.4f} on the same held-out data",
-                numbers,
-            )
-        return GateDecision(
-            True,
-            f"AUROC {new:.4f} not worse than the champion's {old:.4f} on the same held-out data",
-            numbers,
-        )
-    why = "no labelled held-out data to compare AUROC" if champion else "no held-out data"
-    return GateDecision(True, f"false-positive rate within target ({why})", numbers)
-
-
-# --- the pyfunc model -------------------------------------------------------------------------
-
-
-class AemonModel(PythonModel):
-    """The detector as an MLflow pyfunc: `predict(DataFrame)` -> one row per input record.
-
-    Time series: the columns of the training file (timestamp + value columns); output `key`,
-    `timestamp`, `score`, `is_anomaly`, `p_value`, `event_id` (-1: no event). Images: a column
-    `path` (file paths) or `image` (encoded PNG/JPEG bytes); output `key`, `score`,
-    `is_anomaly`, `p_value`. Higher score = more anomalous; flagged when score > threshold.
-    `model_config={"device": "cpu"}` at load time picks the device (default "auto").
-    """
-
-    def load_context(self, context: Any) -> None:
-        config = getattr(context, "model_config", None) or {}
-        self.detector = Detector.load(
-            context.artifacts[DETECTOR_ARTIFACT], device=str(config.get("device", "auto"))
-        )
-
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
-        return predict_frame(self.detector, model_input)
-
-
-def predict_frame(detector: Detector, frame: pd.DataFrame) -> pd.DataFrame:
-    """What the pyfunc model returns for `frame` (see `AemonModel`)."""
-    if detector.modality_ == "timeseries":
-        return detector.score(frame.reset_index(drop=True)).to_frame()
-    if "image" in frame.columns and frame["image"].notna().all():
-        items: list[Any] = [bytes(b) for b in frame["image"]]
-        keys = [f"index:{i}" for i in range(len(items))]
-    elif "path" in frame.columns and frame["path"].notna().all():
-        items = keys = [str(p) for p in frame["path"]]
-    else:
-        raise DataError(
-            "an image model takes a column 'path' (image file paths) or 'image' (encoded "
-            f"PNG/JPEG bytes); got columns {list(frame.columns)}"
-        )
-    nchw = decode_images(items, detector.schema_)
-    res = detector.score(nchw.transpose(0, 2, 3, 1))
-    out = res.to_frame()
-    out["key"] = keys
-    return out
-
-
-def _pip_requirements() -> list[str]:
-    """Explicit requirements: MLflow's inference would import-trace the model (seconds)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    reqs = []
-    for pkg in ("aemon", "mlflow", "torch", "numpy", "pandas", "scipy", "pillow", "pyarrow"):
-        try:
-            reqs.append(f"{pkg}=={version(pkg).split('+')[0]}")
-        except PackageNotFoundError:
-            reqs.append(pkg)
-    return reqs
-
-
-def _series_frame(detector: Detector, data: Input, n_rows: int | None = None) -> pd.DataFrame:
-    """The schema's columns of a series input, timestamps parsed (tz-naive UTC)."""
-    if isinstance(data, pd.DataFrame):
-        frame = data
-    elif isinstance(data, np.ndarray):
-        frame = pd.DataFrame(data, columns=list(detector.schema_.columns))
-    else:
-        chunks = read_frame_chunks(Path(data), n_rows or 1_000_000)
-        frame = next(chunks) if n_rows else pd.concat(list(chunks), ignore_index=True)
-    frame = frame.head(n_rows) if n_rows else frame
-    out = pd.DataFrame(index=range(len(frame)))
-    ts = detector.schema_.timestamp_col
-    if ts is not None:
-        stamps = pd.to_datetime(frame[ts].to_numpy(), format="mixed")
-        if stamps.tz is not None:
-            stamps = stamps.tz_convert("UTC").tz_localize(None)
-        out[ts] = stamps
-    for col in detector.schema_.columns:
-        out[col] = frame[col].to_numpy(dtype=np.float64)
-    return out
-
-
-def _png_bytes(image: np.ndarray) -> bytes:
-    """(C, H, W) float in [0, 1] -> PNG bytes."""
-    import io
-
-    from PIL import Image
-
-    arr = np.clip(np.round(image * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    buf = io.BytesIO()
-    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def input_example(detector: Detector, reference_data: Input | None = None) -> pd.DataFrame:
-    """A small valid pyfunc input: the first rows / images of the reference data, or made up
-    from the schema (a flat series at the training mean, a grey image) without one."""
-    if detector.modality_ == "timeseries":
-        n_rows = detector.window + 8
-        if reference_data is not None:
-            return _series_frame(detector, reference_data, n_rows)
-        schema = detector.schema_
-        frame = pd.DataFrame(index=range(n_rows))
-        if schema.timestamp_col is not None:
-            frame[schema.timestamp_col] = pd.date_range("2026-01-01", periods=n_rows, freq="min")
-        for col, mean in zip(schema.columns, detector.offset_, strict=True):
-            frame[col] = float(mean)
-        return frame
-    schema = detector.schema_
-    if reference_data is not None:
-        images = load_images(reference_data, schema)[1].images[:2]  # type: ignore[arg-type]
-    else:
-        images = np.full((1, schema.channels, schema.height, schema.width), 0.5, np.float32)
-    return pd.DataFrame({"image": [_png_bytes(im) for im in images]})
-
-
-def _col_type(series: pd.Series) -> str:
-    kind = series.dtype.kind
-    return {"b": "boolean", "i": "long", "u": "long", "f": "double", "M": "datetime"}.get(
-        kind, "binary" if len(series) and isinstance(series.iloc[0], bytes) else "string"
-    )
-
-
-def _signature(detector: Detector, example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
-    """Declared, not inferred: inference warns about integer columns and cannot express
-    "a `path` or an `image` column" for images."""
-    if detector.modality_ == "timeseries":
-        inputs = Schema([ColSpec(_col_type(example[c]), str(c)) for c in example.columns])
-    else:
-        inputs = Schema(
-            [ColSpec("string", "path", required=False), ColSpec("binary", "image", required=False)]
-        )
-    outputs = Schema([ColSpec(_col_type(output[c]), str(c)) for c in output.columns])
-    return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-# --- plots ----------------------------------------------------------------------------------
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure  # no pyplot: no global state, renders with Agg
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _plot_loss(detector: Detector) -> Figure:
-    history = detector.training_.history
-    fig = _figure(6, 3.5)
-    ax = fig.subplots()
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
-    ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
-    ax.axvline(detector.training_.best_epoch, color="grey", ls=":", label="best epoch")
-    ax.set(xlabel="epoch", ylabel=f"{detector.loss} loss", title="Loss curve")
-    ax.legend()
-    return fig
-
-
-def _plot_calibration(detector: Detector) -> Figure:
-    fig = _figure(6, 3.5)
-    ax = fig.subplots()
-    ax.hist(detector.calibration_scores_, bins=50, color="tab:blue", alpha=0.8)
-    thr = detector.threshold_info_
-    ax.axvline(thr.value, color="tab:red", label=f"threshold {thr.value:.4g} ({thr.method})")
-    ax.set(
-        xlabel="anomaly score (higher = more anomalous)",
-        ylabel="calibration records",
-        title=f"Calibration scores (FPR {detector.calibration_fpr_:.3%})",
-    )
-    ax.legend()
-    return fig
-
-
-def _plot_series(detector: Detector, frame: pd.DataFrame, res: Any, labels: Any) -> Figure:
-    columns = list(detector.schema_.columns)[:6]
-    fig = _figure(10, 1.6 * (len(columns) + 1) + 0.5)
-    axes = fig.subplots(len(columns) + 1, 1, sharex=True, squeeze=False)[:, 0]
-    x = res.timestamps if res.timestamps is not None else np.arange(res.n_records)
-    for ax, col in zip(axes, columns, strict=False):
-        ax.plot(x, frame[col].to_numpy(), lw=0.8)
-        ax.set_ylabel(col)
-    ax = axes[-1]
-    ax.plot(x, res.scores, lw=0.8, color="black", label="score")
-    ax.axhline(res.threshold, color="tab:red", ls="--", label="threshold")
-    flagged = res.is_anomaly
-    ax.scatter(np.asarray(x)[flagged], res.scores[flagged], s=6, color="tab:red", label="flagged")
-    if labels is not None:
-        y = np.asarray(labels).astype(bool)
-        for a in axes:
-            a.fill_between(
-                x,
-                0,
-                1,
-                where=y,
-                color="tab:orange",
-                alpha=0.2,
-                transform=a.get_xaxis_transform(),
-                label="labelled anomaly",
-            )
-    ax.set_ylabel("score")
-    ax.legend(loc="upper left", fontsize="small")
-    fig.suptitle("Held-out reference series and anomaly scores")
-    return fig
-
-
-def _plot_images(detector: Detector, data: Input, res: Any) -> Figure:
-    import torch
-
-    images = load_images(data, detector.schema_)[1].images  # type: ignore[arg-type]
-    order = np.argsort(-res.scores, kind="stable")
-    picks = list(dict.fromkeys([*order[:4], *order[::-1][:4]]))  # most and least anomalous
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(images[picks])).to(detector.device_)
-        recon = detector.model_(x).recon.float().cpu().numpy()
-    fig = _figure(1.6 * len(picks), 5.2)
-    axes = fig.subplots(3, len(picks), squeeze=False)
-    rows = (("input", images[picks]), ("reconstruction", recon))
-    vmax = float(res.error_maps[picks].max())  # one colour scale: maps compare at a glance
-    for j, i in enumerate(picks):
-        for r, (_, arr) in enumerate(rows):
-            img = arr[j].transpose(1, 2, 0)
-            axes[r, j].imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-        axes[2, j].imshow(res.error_maps[i], cmap="inferno", vmin=0, vmax=vmax)
-        color = "tab:red" if res.is_anomaly[i] else "black"
-        axes[0, j].set_title(f"{res.scores[i]:.3g}", color=color, fontsize="small")
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for r, label in enumerate(("input", "reconstruction", "error map")):
-        axes[r, 0].set_ylabel(label)
-    fig.suptitle("Held-out images: most and least anomalous (score above; red = flagged)")
-    return fig
-
-
-def _log_plots(detector: Detector, reference: Input | None, res: Any, labels: Any) -> None:
-    figures = {"loss_curve": _plot_loss(detector), "calibration_scores": _plot_calibration(detector)}
-    if reference is not None and res is not None:
-        if detector.modality_ == "timeseries":
-            frame = _series_frame(detector, reference)
-            figures["holdout_series"] = _plot_series(detector, frame, res, labels)
-        else:
-            figures["holdout_images"] = _plot_images(detector, reference, res)
-    for name, fig in figures.items():
-        mlflow.log_figure(fig, f"plots/{name}.png")
-
-
 # --- logging a training run -------------------------------------------------------------------
-
-
-def _target_fpr(detector: Detector) -> float | None:
-    """The pointwise FPR the threshold promises (None: f1 threshold or a false-alarm budget)."""
-    if detector.false_alarms_ is not None or detector.threshold_info_.method == "f1":
-        return None
-    return float(detector.target_fpr)
 
 
 def _params(detector: Detector, data_source: str) -> dict[str, str]:
@@ -643,7 +283,8 @@ def register_detector(
                 params=[Param(k, v) for k, v in _params(detector, data_source).items()],
             )
             mlflow.log_dict(manifest, "detector_manifest.json")
-            _log_plots(detector, reference_data, res, labels)
+            for plot_name, fig in training_figures(detector, reference_data, res, labels).items():
+                mlflow.log_figure(fig, f"plots/{plot_name}.png")
             if drift_reference is not None:
                 profile = Path(tmp) / DRIFT_REFERENCE.rsplit("/", 1)[1]
                 drift_reference.to_parquet(profile, index=False)
@@ -652,8 +293,8 @@ def register_detector(
                 name=MODEL_ARTIFACT,
                 python_model=str(code),
                 artifacts={DETECTOR_ARTIFACT: str(folder)},
-                pip_requirements=_pip_requirements(),
-                signature=_signature(detector, example, expected),
+                pip_requirements=pip_requirements(),
+                signature=model_signature(detector, example, expected),
                 input_example=example,
                 model_config={"device": "auto"},  # load_model(..., model_config=) overrides
             )
@@ -687,7 +328,7 @@ def register_detector(
         threshold=float(detector.threshold_),
         threshold_method=detector.threshold_info_.method,
         calibration_fpr=float(detector.calibration_fpr_),
-        target_fpr=_target_fpr(detector),
+        target_fpr=detector.threshold_info_.promised_fpr,
         metrics=metrics,
         evaluation=evaluation,
         tracking_uri=uri,
@@ -813,9 +454,8 @@ def resolve_ref(ref: str) -> ModelRef:
                 known = ", ".join(sorted(aliases)) or "none"
                 raise ModelNotFoundError(f"model {name!r} has no alias {alias!r} (aliases: {known})")
             version = str(aliases[alias])
-        assert version is not None
         try:
-            mv = client.get_model_version(name, version)
+            mv = client.get_model_version(name, str(version))  # parse_ref gives an alias or a version
         except MlflowException as exc:
             if _not_found(exc):
                 raise ModelNotFoundError(f"model {name!r} has no version {version}") from None
@@ -824,7 +464,6 @@ def resolve_ref(ref: str) -> ModelRef:
 
 
 DRIFT_REFERENCE = "drift/reference.parquet"
-_profiles: dict[tuple[str, str], pd.DataFrame | None] = {}
 
 
 def load_drift_reference(ref: ModelRef) -> pd.DataFrame | None:
@@ -832,10 +471,9 @@ def load_drift_reference(ref: ModelRef) -> pd.DataFrame | None:
 
     Computed once per model version at training time; cached per process.
     """
-    uri = mlflow_tracking_uri()
-    key = (uri, ref.run_id or f"{ref.name}/{ref.version}")
-    if key in _profiles:
-        return _profiles[key]
+    key = (mlflow_tracking_uri(), ref.run_id or f"{ref.name}/{ref.version}")
+    if key in drift_references:
+        return drift_references.get(key)
     client, uri = _client()
     with _registry_errors(f"reading the drift reference of {ref}", uri):
         run_id = str(ref.run_id or client.get_model_version(ref.name, ref.version).run_id)
@@ -845,33 +483,8 @@ def load_drift_reference(ref: ModelRef) -> pd.DataFrame | None:
             with tempfile.TemporaryDirectory(prefix="aemon-drift-") as tmp:
                 local = client.download_artifacts(run_id, DRIFT_REFERENCE, tmp)
                 profile = pd.read_parquet(local)
-    _profiles[key] = profile
+    drift_references.put(key, profile)
     return profile
-
-
-def drift_report_artifact_path(batch_id: int, content_sha256: str | None = None) -> str:
-    """Where a batch's drift report goes in its model version's run: `monitoring/batch-<id>`,
-    followed by the first 12 hex digits of the batch's content hash when known. Batch ids
-    count per database, so two databases that share one MLflow store would otherwise write
-    over each other's reports."""
-    suffix = f"-{content_sha256[:12]}" if content_sha256 else ""
-    return f"monitoring/batch-{batch_id}{suffix}"
-
-
-def log_drift_report(ref: ModelRef, batch_id: int, folder: Path, content_sha256: str | None = None) -> str:
-    """Attach a batch's drift report (HTML, JSON, plot) to the model version's run, under
-    `drift_report_artifact_path`, so the MLflow UI shows a model's reports beside its
-    training; returns that artifact path."""
-    client, uri = _client()
-    path = drift_report_artifact_path(batch_id, content_sha256)
-    with _registry_errors(f"logging the drift report of batch {batch_id}", uri):
-        run_id = str(ref.run_id or client.get_model_version(ref.name, ref.version).run_id)
-        client.log_artifacts(run_id, str(folder), path)
-    return path
-
-
-_cache: OrderedDict[tuple[str, str, str, str], Detector] = OrderedDict()
-_cache_lock = threading.Lock()
 
 
 def _load_downloaded(folder: str, model_ref: ModelRef, device: str) -> Detector:
@@ -900,12 +513,10 @@ def load_detector(ref: str, *, device: str = "auto") -> tuple[Detector, ModelRef
     Raises ModelNotFoundError naming the missing model, alias or version.
     """
     model_ref = resolve_ref(ref)
-    uri = mlflow_tracking_uri()
-    key = (uri, model_ref.name, model_ref.version, device)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key], model_ref
+    key = (mlflow_tracking_uri(), model_ref.name, model_ref.version, device)
+    cached = detectors.get(key)
+    if cached is not None:
+        return cached, model_ref
     client, uri = _client()
     with (
         tempfile.TemporaryDirectory(prefix="aemon-model-") as tmp,
@@ -916,10 +527,7 @@ def load_detector(ref: str, *, device: str = "auto") -> tuple[Detector, ModelRef
             artifact_uri=f"{root.rstrip('/')}/artifacts/{DETECTOR_ARTIFACT}", dst_path=tmp
         )
         detector = _load_downloaded(local, model_ref, device)
-    with _cache_lock:
-        _cache[key] = detector
-        while len(_cache) > MAX_CACHED_DETECTORS:
-            _cache.popitem(last=False)
+    detectors.put(key, detector)
     return detector, model_ref
 
 

@@ -1,0 +1,91 @@
+"""The quality gate: does a new version replace the champion? Pure policy on numbers
+(held-out metrics of both versions, the threshold's promise); no MLflow, no IO."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+FPR_SLACK = 2.0  # held-out FPR may reach FPR_SLACK * target_fpr + 1/n_normal
+AUROC_TOLERANCE = 1e-3  # "not worse": challenger AUROC >= champion AUROC - this
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reason: str
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+def quality_gate(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    *,
+    calibration_fpr: float,
+    n_calibration: int,
+    target_fpr: float | None,
+    force: bool = False,
+    champion_error: str | None = None,
+) -> GateDecision:
+    """Decide whether a new version replaces the champion.
+
+    `challenger`: the new version's `evaluate_detector` metrics on held-out data ({} when none
+    was held out); `champion`: the champion's metrics on the *same* data, None when there is
+    no champion ({} when they could not be measured: no held-out data). Rules, in order:
+
+    1. `force` (``--promote``) promotes;
+    2. no champion yet promotes;
+    3. the champion could not score the held-out data (`champion_error`: schema changed...)
+       rejects: the two are not comparable, promote by hand;
+    4. the false-positive rate must keep the threshold's promise: held-out FPR (calibration
+       FPR when nothing was held out) <= FPR_SLACK * target_fpr + 1 / n_normal. The slack
+       absorbs sampling noise of small, autocorrelated held-out sets while still catching a
+       broken threshold. Skipped when the threshold promises no pointwise rate (f1, or a
+       false-alarm budget);
+    5. with labels on both sides, AUROC must not be worse than the champion's
+       (>= champion - AUROC_TOLERANCE); without labels rule 4 decides alone.
+    """
+    numbers: dict[str, float] = {"calibration_fpr": calibration_fpr}
+    for key in ("fpr", "auroc", "auprc", "f1"):
+        if key in challenger:
+            numbers[f"holdout_{key}"] = challenger[key]
+    if champion:
+        numbers.update({f"champion_{k}": champion[k] for k in ("fpr", "auroc") if k in champion})
+    if force:
+        return GateDecision(True, "forced (promote=True)", numbers)
+    if champion is None:
+        return GateDecision(True, "first champion: no champion yet", numbers)
+    if champion_error is not None:
+        return GateDecision(
+            False,
+            f"champion cannot score the held-out data ({champion_error}); not comparable, promote by hand",
+            numbers,
+        )
+    if target_fpr is not None:
+        if "fpr" in challenger:
+            fpr, n_normal, where = challenger["fpr"], challenger.get("n_normal", 1.0), "held-out"
+        else:
+            fpr, n_normal, where = calibration_fpr, float(n_calibration), "calibration"
+        limit = FPR_SLACK * target_fpr + 1.0 / max(n_normal, 1.0)
+        numbers.update(fpr_limit=limit, target_fpr=target_fpr)
+        if fpr > limit:
+            return GateDecision(
+                False,
+                f"{where} false-positive rate {fpr:.4g} above the limit {limit:.4g} (target {target_fpr:g})",
+                numbers,
+            )
+    if "auroc" in challenger and "auroc" in champion:
+        new, old = challenger["auroc"], champion["auroc"]
+        if new < old - AUROC_TOLERANCE:
+            return GateDecision(
+                False,
+                f"AUROC {new:.4f} worse than the champion's {old:.4f} on the same held-out data",
+                numbers,
+            )
+        return GateDecision(
+            True,
+            f"AUROC {new:.4f} not worse than the champion's {old:.4f} on the same held-out data",
+            numbers,
+        )
+    why = "no labelled held-out data to compare AUROC" if champion else "no held-out data"
+    return GateDecision(True, f"false-positive rate within target ({why})", numbers)
