@@ -101,13 +101,6 @@ def alert_reasons(
     return reasons
 
 
-def should_alert(
-    n_flagged: int, drift: DriftResult | None = None, flag_rate: FlagRateCheck | None = None
-) -> bool:
-    """Alert when records are flagged, drift is detected, or the flag rate breaks its promise."""
-    return bool(alert_reasons(n_flagged, drift, flag_rate))
-
-
 def build_alert(
     *,
     model_name: str,
@@ -248,6 +241,7 @@ class SendOutcome:
     error: str | None = None
 
 
+@functools.lru_cache(maxsize=256)
 def target_id(url: str) -> str:
     """A stable name for an Apprise URL, safe to store and log.
 
@@ -310,15 +304,15 @@ def _send_one(alert: Alert, url: str, timeout: float) -> str | None:
     import apprise
     from apprise.plugins.custom_json import NotifyJSON
 
-    plugin = apprise.Apprise.instantiate(url)
+    if url.split("://", 1)[0].lower() in ("json", "jsons"):  # the payload rides in the body
+        args = NotifyJSON.parse_url(url)
+        if args:
+            args["payload"] = {**args.get("payload", {}), PAYLOAD_KEY: alert.payload}
+        plugin = apprise.Apprise.instantiate(args) if args else None
+    else:
+        plugin = apprise.Apprise.instantiate(url)
     if plugin is None:
         return "not a valid Apprise URL, or its service is not available"
-    if isinstance(plugin, NotifyJSON):
-        args = NotifyJSON.parse_url(url)
-        args["payload"] = {**args.get("payload", {}), PAYLOAD_KEY: alert.payload}
-        plugin = apprise.Apprise.instantiate(args)
-        if plugin is None:
-            return "could not attach the payload to the json:// target"
     sender = apprise.Apprise()
     sender.add(plugin)
     result = sender.notify(

@@ -126,7 +126,7 @@ def alert(
     if outcome.result is None or outcome.batch_id is None:
         raise ConfigError(f"{outcome.source}: only a scored batch can be monitored (status {outcome.status})")
     urls = config.alert_urls()
-    if not urls or not alerts.should_alert(outcome.n_flagged, report, flag_rate):
+    if not urls:
         return []
     message = alerts.build_alert(
         model_name=outcome.model_name,
@@ -137,6 +137,8 @@ def alert(
         drift=report,
         flag_rate=flag_rate,
     )
+    if not message.reasons:  # nothing flagged, no drift, no broken promise
+        return []
     return alerts.dispatch_alert(
         store, message, batch_id=outcome.batch_id, model_name=outcome.model_name, urls=urls
     )

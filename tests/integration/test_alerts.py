@@ -25,11 +25,11 @@ from aemon.alerts import (
     PAYLOAD_KEY,
     Alert,
     alert_allowed,
+    alert_reasons,
     build_alert,
     dispatch_alert,
     retry_failed_alerts,
     send_alert,
-    should_alert,
     target_id,
 )
 from aemon.config import max_alerts_per_hour
@@ -209,13 +209,13 @@ def test_alert_text_tells_the_story(alert: Alert, scored: ScoreResult) -> None:
         (0, False, True, True),  # a broken promise alone
     ],
 )
-def test_should_alert(
+def test_alert_reasons(
     drift: DriftResult, n_flagged: int, drifted: bool, flag_rate_broken: bool, expected: bool
 ) -> None:
     drift.drift_detected = drifted
     check = flag_rate_check(90 if flag_rate_broken else 10, 1000, 0.01)
-    assert should_alert(n_flagged, drift, check) is expected
-    assert should_alert(n_flagged) is (n_flagged > 0)
+    assert bool(alert_reasons(n_flagged, drift, check)) is expected
+    assert alert_reasons(n_flagged) == (["flagged"] if n_flagged else [])
 
 
 # --- delivery ---------------------------------------------------------------------------------
