@@ -741,19 +741,23 @@ def _column_results(snapshot: dict[str, Any], names: list[str]) -> dict[str, dic
 def monitor_batch(
     result: ScoreResult, reference: pd.DataFrame, out_dir: str | Path, *, full: bool = False
 ) -> DriftResult:
-    """Profile a scored batch, draw its plot (batch.png) and write its drift report to
-    `out_dir`: the small summary always, Evidently's full report on drift or with `full`.
-    Everything comes from `result` (the batch it read, the codes of its scoring pass).
+    """Profile a scored batch and write its drift report to `out_dir`: the small summary
+    always; the batch plot (batch.png) when records are flagged or drift is found; Evidently's
+    full report on drift. `full`: both, whatever the batch. Everything comes from `result`
+    (the batch it read, the codes of its scoring pass).
 
     A plot that cannot be drawn is logged and left out: it must not cost the batch its report.
     """
     current = batch_profile(result)
+    verdict = drift_verdict(reference, current, batch_size=result.n_records)
     out = Path(out_dir)
     plot: Path | None = None
-    try:
-        plot = plot_batch(result, out / PLOT_PNG)
-    except Exception as exc:  # a plot is a convenience; the report and verdict stand
-        log.warning("could not draw the batch plot in %s: %s", out_dir, exc)
+    # A quiet batch needs no picture: drawing one costs about a second per million points.
+    if full or result.n_flagged or verdict is None or verdict.drift_detected:
+        try:
+            plot = plot_batch(result, out / PLOT_PNG)
+        except Exception as exc:  # a plot is a convenience; the report and verdict stand
+            log.warning("could not draw the batch plot in %s: %s", out_dir, exc)
     # Series windows are autocorrelated: K-S p-values would cry drift (see drift_report).
     method = "wasserstein" if isinstance(result.batch, SeriesBatch) else "auto"
     return drift_report(
