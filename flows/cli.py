@@ -649,14 +649,15 @@ class Suite(StrEnum):
     nab = "nab"
     multivariate = "multivariate"
     smd = "smd"
+    disk = "disk"
 
 
 @app.command()
 @friendly_errors
 def benchmark(
-    suite: Annotated[Suite, typer.Argument(help="quality = mnist + nab + multivariate + smd; or speed.")] = (
-        Suite.quality
-    ),
+    suite: Annotated[
+        Suite, typer.Argument(help="quality = mnist + nab + multivariate + smd; or speed, disk.")
+    ] = (Suite.quality),
     quick: Annotated[
         bool, typer.Option("--quick", help="A small subset (minutes, for smoke tests).")
     ] = False,

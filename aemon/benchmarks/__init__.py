@@ -1,5 +1,5 @@
 """`aemon benchmark`: detection quality (MNIST one-class, NAB, generated multivariate incidents,
-SMD server metrics) and speed, with baselines measured in the same run.
+SMD server metrics), speed, with baselines measured in the same run, and disk per batch.
 
 Example:
     >>> report = run_benchmark("nab", quick=True)  # doctest: +SKIP
@@ -23,7 +23,7 @@ __all__ = ["SUITES", "BenchmarkReport", "run_benchmark"]
 
 log = logging.getLogger(__name__)
 
-SUITES = ("quality", "speed", "mnist", "nab", "multivariate", "smd")
+SUITES = ("quality", "speed", "mnist", "nab", "multivariate", "smd", "disk")
 
 
 def run_benchmark(
@@ -46,7 +46,7 @@ def run_benchmark(
         raise ConfigError(f"benchmark suite must be one of {SUITES}, got {suite!r}")
     parts: list[SuiteResult] = []
     # Every suite but the generated multivariate one reads the shared data.
-    data = resolve_data_dir(data_dir) if suite != "multivariate" else None
+    data = resolve_data_dir(data_dir) if suite not in ("multivariate", "disk") else None
     if suite in ("quality", "mnist") and data is not None:
         from aemon.benchmarks.mnist import run_mnist
 
@@ -63,6 +63,10 @@ def run_benchmark(
         from aemon.benchmarks.smd import run_smd
 
         parts.append(run_smd(data, quick=quick, show_progress=progress))
+    if suite == "disk":
+        from aemon.benchmarks.disk import run_disk
+
+        parts.append(run_disk(quick=quick, show_progress=progress))
     if suite == "speed" and data is not None:
         from aemon.benchmarks.speed import run_speed
 

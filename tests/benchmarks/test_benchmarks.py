@@ -116,3 +116,12 @@ def test_smd_quick(data_dir: Path, tmp_path: Path) -> None:
         counts = machine[name]["counts"]
         assert counts["tp"] + counts["fn"] == 3 and 0.5 < machine[name]["auroc"] <= 1.0
     assert "PyOD AutoEncoder" in report.markdown and len(report.plot_paths) == 1
+
+
+def test_disk_quick(tmp_path: Path) -> None:
+    report = run_benchmark("disk", quick=True, out_dir=tmp_path, progress=False)
+    record = _check_report(report, "disk", tmp_path)
+    disk = record["results"]["disk"]  # type: ignore[index]
+    assert disk["batches"] == 20 and disk["flagged"] >= 2  # the level shifts at least
+    # A quiet batch keeps a few KB; the per-1,000 figure stays far below Evidently's 5 MB each.
+    assert 0 < disk["per_1000_batches_mb"]["reports_mb"] < 1_000
