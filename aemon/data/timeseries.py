@@ -202,7 +202,9 @@ def validate_chunk(
                 record=int(rows[0] + first_row),
             )
         values = fill_missing(values, fill)
-    return SeriesChunk(values=values.astype(np.float32), timestamps=timestamps, first_row=first_row)
+    with np.errstate(over="ignore"):  # beyond float32 becomes ±inf; Detector._standardize clips it
+        values = values.astype(np.float32)
+    return SeriesChunk(values=values, timestamps=timestamps, first_row=first_row)
 
 
 def _one_time_zone_kind(

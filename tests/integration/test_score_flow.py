@@ -4,6 +4,7 @@ SQLite database, real Evidently reports and a real local webhook for alerts."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +21,7 @@ from aemon.synthetic import make_series
 WEEK = 7 * 288
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def history() -> pd.DataFrame:
     return make_series(3 * WEEK, 2, seed=1)[0]
 
@@ -36,10 +37,27 @@ def _register(history: pd.DataFrame, name: str, **options: Any) -> str:
     return name
 
 
+@pytest.fixture(scope="module")
+def _module_registry(
+    history: pd.DataFrame, _mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The default detector (events within 1/week) trained and registered as `metrics` once
+    for the module, in an MLflow store of the module's own; yields its tracking URI."""
+    folder = tmp_path_factory.mktemp("score_flow_registry")
+    shutil.copyfile(_mlflow_template, folder / "mlflow.db")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AEMON_HOME", str(folder))  # artifacts go beside the store
+        env.setenv("MLFLOW_TRACKING_URI", uri)
+        _register(history, "metrics")
+    yield uri
+
+
 @pytest.fixture
-def registered(history: pd.DataFrame, mlflow_store: str, prefect_harness: str) -> str:
-    """The default detector (events within 1/week) registered as `metrics`."""
-    return _register(history, "metrics")
+def registered(_module_registry: str, prefect_harness: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`metrics`, read from the module's registry; the database and reports are this test's."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _module_registry)
+    return "metrics"
 
 
 @pytest.fixture

@@ -217,6 +217,8 @@ def test_extreme_values_score_finite_and_are_flagged(
     assert res.is_anomaly[200]
 
 
+# torch warns about the tampered file's pickle protocol before it refuses to load it.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_tampered_weights_file_is_a_model_format_error(fitted: Detector, tmp_path: Path) -> None:
     folder = fitted.save(tmp_path / "d")
     (folder / "weights.pt").write_bytes(b"\x80\x04not a state dict at all")

@@ -89,3 +89,28 @@ print(json.dumps({"imported": names, "loaded": loaded}))
         result["imported"]
     )
     assert result["loaded"] == []
+
+
+def environment_uses(path: Path) -> list[int]:
+    """Lines that read or change the process environment (`os.environ`, `os.getenv`, ...)."""
+    names = {"environ", "environb", "getenv", "putenv", "unsetenv"}
+    return sorted(
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if (isinstance(node, ast.Attribute) and node.attr in names)
+        or (isinstance(node, ast.ImportFrom) and node.module == "os" and {a.name for a in node.names} & names)
+    )
+
+
+def test_only_config_reads_the_environment() -> None:
+    """Settings come from aemon/config.py (documented there); nothing else reads os.environ."""
+    roots = [PACKAGE, PACKAGE.parent / "flows"]
+    users = {
+        f"{path.relative_to(PACKAGE.parent).as_posix()}:{line}"
+        for root in roots
+        for path in root.rglob("*.py")
+        for line in environment_uses(path)
+        if path != PACKAGE / "config.py"
+    }
+    assert not users, f"read the environment through aemon.config: {sorted(users)}"
+    assert environment_uses(PACKAGE / "config.py")  # the scan finds what is there
