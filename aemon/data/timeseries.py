@@ -9,6 +9,7 @@ Large files are read in chunks (pyarrow record batches), so memory stays bounded
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,14 +243,18 @@ def _parse_timestamps(raw: pd.Series) -> pd.Series:
     ISO 8601 text (what most exports write) parses several times faster with the ISO parser;
     anything else, or any value that the ISO parser rejects, goes through `format="mixed"`.
     """
-    if not pd.api.types.is_datetime64_any_dtype(raw):
-        try:
-            fast = pd.to_datetime(raw, errors="coerce", format="ISO8601", utc=False)
-        except (TypeError, ValueError):
-            fast = None
-        if fast is not None and pd.api.types.is_datetime64_any_dtype(fast) and not fast.isna().any():
-            return fast
-    return pd.to_datetime(raw, errors="coerce", format="mixed", utc=False)
+    # Mixed offsets (a DST change) or zoned and naive values: pandas warns that it will raise
+    # one day; _one_time_zone_kind handles both cases itself, with a clear error for the second.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "In a future version of pandas, parsing datetimes", FutureWarning)
+        if not pd.api.types.is_datetime64_any_dtype(raw):
+            try:
+                fast = pd.to_datetime(raw, errors="coerce", format="ISO8601", utc=False)
+            except (TypeError, ValueError):
+                fast = None
+            if fast is not None and pd.api.types.is_datetime64_any_dtype(fast) and not fast.isna().any():
+                return fast
+        return pd.to_datetime(raw, errors="coerce", format="mixed", utc=False)
 
 
 def fill_missing(values: np.ndarray, fill: FillMethod) -> np.ndarray:

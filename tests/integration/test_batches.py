@@ -19,11 +19,10 @@ def series_detector() -> Detector:
     return Detector(window=16, epochs=3, samples_per_epoch=1024, progress=False).fit(reference)
 
 
-def test_batch_rows_are_written_once(series_detector: Detector, db_url: str, tmp_path: Path) -> None:
+def test_batch_rows_are_written_once(series_detector: Detector, store: AnomalyStore, tmp_path: Path) -> None:
     batch, _, _ = make_series(1_000, 2, seed=2, incidents=("spike", "level_shift"))
     path = tmp_path / "b.csv"
     batch.to_csv(path, index=False)
-    store = AnomalyStore(db_url)
     first = score_batch_into_store(store, series_detector, path, model_name="m", model_version="1")
     assert first.status == "done" and first.n_records == 1_000 and first.n_flagged > 0
     rows = store.list_anomalies(batch_id=first.batch_id, limit=None)
@@ -39,11 +38,10 @@ def test_batch_rows_are_written_once(series_detector: Detector, db_url: str, tmp
 
 
 def test_malformed_batch_is_quarantined_with_its_reason(
-    series_detector: Detector, db_url: str, tmp_path: Path
+    series_detector: Detector, store: AnomalyStore, tmp_path: Path
 ) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("timestamp,metric_0\n2026-01-01,1.0\n2026-01-02,2.0\n")  # metric_1 missing
-    store = AnomalyStore(db_url)
     out = score_batch_into_store(store, series_detector, path, model_name="m", model_version="1")
     assert out.status == "quarantined" and "metric_1" in (out.error or "")
     batch = store.get_batch(out.batch_id or -1)
@@ -51,7 +49,7 @@ def test_malformed_batch_is_quarantined_with_its_reason(
     assert store.list_anomalies(limit=None) == []
 
 
-def test_image_batch_gets_error_maps(db_url: str, tmp_path: Path) -> None:
+def test_image_batch_gets_error_maps(store: AnomalyStore, tmp_path: Path) -> None:
     train, _ = make_images(150, size=12, seed=0)
     det = Detector(epochs=3, samples_per_epoch=1024, progress=False).fit(train)
     images, _ = make_images(40, size=12, seed=1)
@@ -60,7 +58,6 @@ def test_image_batch_gets_error_maps(db_url: str, tmp_path: Path) -> None:
     for i, img in enumerate(images):
         (folder / f"g{i % 2}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / f"g{i % 2}" / f"{i:03d}.png")
-    store = AnomalyStore(db_url)
     out = score_batch_into_store(
         store, det, folder, model_name="img", model_version="1", error_map_root=tmp_path / "reports"
     )
