@@ -21,16 +21,14 @@ from collections.abc import Callable
 from enum import StrEnum
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-if TYPE_CHECKING:
-    from aemon.registry import ModelVersionInfo, RegisteredVersion
+from flows import tables
+from flows.tables import safe_text
 
 app = typer.Typer(
     name="aemon",
@@ -78,13 +76,6 @@ class Device(StrEnum):
 
 
 # --- shared helpers -------------------------------------------------------------------------
-
-
-def safe_text(text: object, limit: int | None = None) -> str:
-    """aemon.errors.safe_text, imported when first needed (keeps `aemon --help` light)."""
-    from aemon.errors import safe_text as escape_controls
-
-    return escape_controls(text, limit)
 
 
 class _SafeFormatter(logging.Formatter):
@@ -149,54 +140,6 @@ def _require_exists(path: Path, what: str) -> None:
         from aemon.errors import DataError
 
         raise DataError(f"{what} not found", source=path)
-
-
-def _key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=False, box=box.SIMPLE, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
-
-
-def _version_summary(v: RegisteredVersion) -> Table:
-    verdict = "[green]champion[/]" if v.promoted else "[yellow]not promoted[/]"
-    target = f" (target {v.target_fpr:g})" if v.target_fpr is not None else ""
-    rows = [
-        ("name", v.name),
-        ("version", v.version),
-        ("aliases", ", ".join(v.aliases) or "-"),
-        ("quality gate", f"{verdict}: {escape(v.reason)}"),
-        ("threshold", f"{v.threshold:.6g} ({v.threshold_method})"),
-        ("calibration FPR", f"{v.calibration_fpr:.4f}{target}"),
-    ]
-    labels = {
-        "fpr": "held-out FPR",
-        "auroc": "held-out AUROC",
-        "auprc": "held-out AUPRC",
-        "f1": "held-out F1",
-    }
-    rows += [(label, f"{v.evaluation[key]:.4f}") for key, label in labels.items() if key in v.evaluation]
-    rows += [("MLflow run", v.run_id), ("tracking URI", v.tracking_uri)]
-    return _key_value_table(f"Registered {v.name}/{v.version}", rows)
-
-
-def _models_table(rows: list[ModelVersionInfo]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("model", "version", "aliases", "gate", "threshold", "created (UTC)", "run"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r.name,
-            r.version,
-            ", ".join(r.aliases) or "-",
-            r.gate or "-",
-            f"{r.threshold:.6g}" if r.threshold is not None else "-",
-            r.created.strftime("%Y-%m-%d %H:%M:%S"),
-            r.run_id or "-",
-        )
-    return table
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -335,7 +278,7 @@ def train(
         holdout_fraction=holdout,
         progress=sys.stderr.isatty() if progress is None else progress,
     )
-    console.print(_version_summary(result))
+    console.print(tables.version_summary(result))
 
 
 @app.command()
@@ -353,7 +296,7 @@ def models(
     if not rows:
         console.print(f"No registered models in {mlflow_tracking_uri()}.")
         return
-    console.print(_models_table(rows))
+    console.print(tables.models_table(rows))
 
 
 class OutputFormat(StrEnum):
@@ -365,47 +308,6 @@ class OutputFormat(StrEnum):
 class Verdict(StrEnum):
     true_positive = "true_positive"
     false_positive = "false_positive"
-
-
-def _batches_table(summaries: list[dict[str, Any]]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, title="Batches", title_justify="left")
-    for column in ("batch", "source", "status", "records", "flagged", "drift", "note"):
-        table.add_column(column, overflow="fold")
-    colors = {"done": "green", "skipped": "dim", "quarantined": "red"}
-    for b in summaries:
-        drift = {True: "[red]drift[/]", False: "no drift", None: "-"}[b.get("drift_detected")]
-        note = "see below" if b["status"] == "quarantined" else ""
-        if b.get("warnings"):
-            note = "[yellow]see warning[/]"
-        if b.get("flag_rate_broken"):  # the alert a user most needs: the promise is broken
-            note = f"[red]{escape(b.get('flag_rate') or '')}[/]"
-        table.add_row(
-            str(b.get("batch_id") or "-"),
-            escape(safe_text(Path(b["source"]).name)),
-            f"[{colors.get(b['status'], 'white')}]{b['status']}[/]",
-            str(b.get("n_records", 0)),
-            str(b.get("n_flagged", 0)),
-            drift,
-            note,
-        )
-    return table
-
-
-def _anomalies_table(rows: list[Any], title: str = "Flagged records") -> Table:
-    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left")
-    for column in ("id", "batch", "model", "record", "score", "threshold", "p-value"):
-        table.add_column(column, overflow="fold")
-    for a in rows:
-        table.add_row(
-            str(a.id),
-            str(a.batch_id),
-            f"{a.model_name}/{a.model_version}",
-            escape(a.record_key),
-            f"{a.score:.4g}",
-            f"{a.threshold:.4g}",
-            f"{a.p_value:.3g}" if a.p_value is not None else "-",
-        )
-    return table
 
 
 @app.command()
@@ -431,7 +333,7 @@ def score(
     from flows.score import score_batch
 
     summary = score_batch(str(data.resolve()), model)
-    console.print(_batches_table([summary]))
+    console.print(tables.outcomes_table([summary]))
     for note in summary.get("warnings") or []:  # the batch is written, monitoring is not
         err_console.print(f"[yellow]warning:[/] {escape(safe_text(note))}", soft_wrap=True)
     if summary["status"] == "done" and summary.get("batch_id") is not None:
@@ -440,7 +342,7 @@ def score(
         with AnomalyStore() as store:
             top = store.list_anomalies(batch_id=summary["batch_id"], limit=10)
         if top:
-            console.print(_anomalies_table(top, "Top flagged records"))
+            console.print(tables.anomalies_table(top, "Top flagged records"))
         if summary.get("report_path"):
             console.print(f"Drift report: {summary['report_path']}")
     if summary["status"] == "quarantined":
@@ -556,7 +458,7 @@ def anomalies(
     with AnomalyStore() as store:
         rows = store.list_anomalies(batch_id=batch, limit=limit or None)
     if format is OutputFormat.table:
-        console.print(_anomalies_table(rows) if rows else "No flagged records.")
+        console.print(tables.anomalies_table(rows) if rows else "No flagged records.")
         return
     records = [
         {
@@ -605,7 +507,7 @@ def recalibrate(
     _guard_children()
     from flows.recalibrate import recalibrate as recalibrate_flow
 
-    console.print(_version_summary(recalibrate_flow(name, promote)))
+    console.print(tables.version_summary(recalibrate_flow(name, promote)))
 
 
 @app.command()
@@ -623,19 +525,7 @@ def reports(
     if not rows:
         console.print("No drift reports yet.")
         return
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("batch", "model", "drift", "drifted share", "created (UTC)", "report"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            str(r.batch_id),
-            f"{r.model_name}/{r.model_version}",
-            "[red]drift[/]" if r.drift_detected else "no drift",
-            f"{r.drifted_share:.0%}",
-            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.html_path,
-        )
-    console.print(table)
+    console.print(tables.drift_reports_table(rows))
     if open_:
         import webbrowser
 
@@ -723,15 +613,15 @@ def quickstart(
 
     err_console.print(f"Quickstart ({modality.value}) in {config.aemon_home()} ...")
     run = run_quickstart(modality.value)
-    console.print(_version_summary(run.version))
-    console.print(_batches_table(run.batches))
+    console.print(tables.version_summary(run.version))
+    console.print(tables.outcomes_table(run.batches))
     from aemon.store import AnomalyStore
 
     with AnomalyStore() as store:
         for b in run.batches:
             if b["status"] == "done" and b["n_flagged"]:
                 top = store.list_anomalies(batch_id=b["batch_id"], limit=5)
-                console.print(_anomalies_table(top, f"Top flagged records of {Path(b['source']).name}"))
+                console.print(tables.anomalies_table(top, f"Top flagged records of {Path(b['source']).name}"))
     for b in run.batches:
         if b["status"] == "quarantined":
             console.print(
@@ -752,7 +642,7 @@ def quickstart(
         ("demo data", str(run.folder)),
         ("next", "aemon anomalies | aemon reports | aemon models"),
     ]
-    console.print(_key_value_table("Where to look", rows))
+    console.print(tables.key_value_table("Where to look", rows))
 
 
 def main(argv: list[str] | None = None) -> Any:
