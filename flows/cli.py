@@ -44,6 +44,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _hide_flag_types() -> None:
+    """Typer's rich help shows `<bool>` after on/off flags such as --promote and --help, as if
+    they took a value: show no type for a flag."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
+
+
 class Modality(StrEnum):
     timeseries = "timeseries"
     image = "image"

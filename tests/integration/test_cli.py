@@ -145,6 +145,7 @@ def test_every_command_has_help(cli_env: dict[str, str]) -> None:
     for args in ((), *(c.split() for c in commands)):
         res = run_aemon(*args, "--help", env=cli_env)
         assert res.returncode == 0 and "Usage" in res.stdout, (args, res.stderr)
+        assert "<bool>" not in res.stdout, (args, res.stdout)  # on/off flags take no value
     assert "--labels" in run_aemon("train", "--help", env=cli_env).stdout
 
 
