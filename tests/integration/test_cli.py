@@ -108,6 +108,45 @@ def test_train_an_image_folder_against_a_prefect_server(
     assert "Registered rings/1" in res.stdout and "held-out FPR" in res.stdout
 
 
+def run_in_pty(*args: str, env: dict[str, str], timeout: float = 400) -> tuple[int, str]:
+    """`aemon ARGS` on a pseudo-terminal, as a user at a terminal runs it: (exit code, output).
+    Python's pty reports a size of 0 x 0, as bare ptys and some container consoles do."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: never returns
+        os.execve(sys.executable, [sys.executable, "-m", "flows.cli", *args], env)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], 1.0)[0]:
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
+
+
+def test_train_shows_its_progress_bar_on_a_terminal(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    frame, _, _ = make_series(600, 2, seed=5)
+    frame.to_csv(tmp_path / "reference.csv", index=False)
+    args = ("train", str(tmp_path / "reference.csv"), "--name", "tiny", "--window", "8", "--epochs", "3")
+    code, out = run_in_pty(*args, env={k: v for k, v in cli_env.items() if k != "COLUMNS"})
+    assert code == 0, out
+    assert "training:" in out and "epoch/s" in out, out  # tqdm's bar, drawn on the terminal
+    assert "Registered tiny/1" in out
+
+
 @pytest.mark.parametrize(
     "args",
     [
