@@ -37,8 +37,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # docstring paragraphs are re-wrapped, not cut at newlines
 )
-console = Console()
-err_console = Console(stderr=True)
+
+UNWRAPPED_WIDTH = 1_000_000  # the console width when output is not a terminal: no wrapping
+
+
+def _make_console(stderr: bool = False) -> Console:
+    """Rich's console as usual on a terminal. Piped or redirected, lines and tables are never
+    wrapped (rich would cut them at 80 columns, splitting paths and timestamps)."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=UNWRAPPED_WIDTH, soft_wrap=True)
+
+
+console = _make_console()
+err_console = _make_console(stderr=True)
+_verbose = False  # --verbose, for commands that say more with it
 
 P = ParamSpec("P")
 R = TypeVar("R")
