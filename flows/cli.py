@@ -540,6 +540,62 @@ def recalibrate(
     console.print(tables.version_summary(recalibrate_flow(name, promote)))
 
 
+class BatchStatus(StrEnum):
+    running = "running"
+    done = "done"
+    failed = "failed"
+    quarantined = "quarantined"
+
+
+@app.command()
+@friendly_errors
+def batches(
+    status: Annotated[
+        BatchStatus | None, typer.Option(help="Only batches in this state.", show_default=False)
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Only this model's batches.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
+    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """List scored batches, newest first: status, counts, model, times, and why a batch was
+    quarantined or failed, in full.
+
+    A batch is one content scored by one model version. Scoring the same content again is
+    skipped and adds no row: `aemon score` says so when it happens.
+    """
+    from aemon.store import AnomalyStore
+
+    with AnomalyStore() as store:
+        rows = store.list_batches(
+            limit=limit or None, status=status.value if status else None, model_name=model
+        )
+    if format is OutputFormat.table:
+        console.print(tables.batches_table(rows) if rows else "No batches.")
+        return
+    records = [
+        {
+            **vars(b),
+            "started_at": b.started_at.isoformat(),
+            "finished_at": b.finished_at.isoformat() if b.finished_at else None,
+        }
+        for b in rows
+    ]
+    if format is OutputFormat.json:
+        import json
+
+        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+    else:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(tables.BATCH_FIELDS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+
+
 @app.command()
 @friendly_errors
 def reports(

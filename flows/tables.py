@@ -13,7 +13,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from aemon.registry import ModelVersionInfo, RegisteredVersion
-    from aemon.store import DriftReportRow
+    from aemon.store import Batch, DriftReportRow
 
 
 def safe_text(text: object, limit: int | None = None) -> str:
@@ -124,5 +124,54 @@ def drift_reports_table(rows: list[DriftReportRow]) -> Table:
             f"{r.drifted_share:.0%}",
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             escape(safe_text(r.html_path)),
+        )
+    return table
+
+
+# The columns of `aemon batches --format csv|json`, in order (the fields of aemon.store.Batch).
+BATCH_FIELDS = (
+    "id",
+    "source",
+    "content_sha256",
+    "model_name",
+    "model_version",
+    "status",
+    "n_records",
+    "n_flagged",
+    "error",
+    "started_at",
+    "finished_at",
+)
+
+
+def batches_table(rows: list[Batch]) -> Table:
+    """`aemon batches`: one row per batch; the reason (a quarantine's or failure's error) in
+    full, folded on a terminal and whole when piped."""
+    table = Table(box=box.SIMPLE_HEAD)
+    colors = {"done": "green", "running": "cyan", "failed": "yellow", "quarantined": "red"}
+    for column in (
+        "batch",
+        "source",
+        "model",
+        "status",
+        "records",
+        "flagged",
+        "started (UTC)",
+        "took",
+        "reason",
+    ):
+        table.add_column(column, overflow="fold")
+    for b in rows:
+        took = f"{(b.finished_at - b.started_at).total_seconds():.1f} s" if b.finished_at else "-"
+        table.add_row(
+            str(b.id),
+            escape(safe_text(b.source)),
+            escape(f"{b.model_name}/{b.model_version}"),
+            f"[{colors.get(b.status, 'white')}]{b.status}[/]",
+            str(b.n_records),
+            str(b.n_flagged),
+            b.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            took,
+            escape(safe_text(b.error)) if b.error else "",
         )
     return table

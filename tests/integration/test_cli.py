@@ -180,6 +180,7 @@ def test_every_command_has_help(cli_env: dict[str, str]) -> None:
         "db",
         "db upgrade",
         "benchmark",
+        "batches",
     )
     for args in ((), *(c.split() for c in commands)):
         res = run_aemon(*args, "--help", env=cli_env)
