@@ -613,9 +613,23 @@ def reports(
         return
     console.print(tables.drift_reports_table(rows))
     if open_:
-        import webbrowser
+        _open_in_browser(Path(rows[0].html_path))
 
-        webbrowser.open(Path(rows[0].html_path).resolve().as_uri())
+
+def _open_in_browser(path: Path) -> None:
+    """Open `path` in the user's browser; where there is none (a headless machine, an SSH
+    session), say so and print the path to open elsewhere."""
+    import webbrowser
+
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        browser = None
+    if browser is None or not browser.open(path.resolve().as_uri()):
+        err_console.print("No web browser found on this machine (headless?); open the report from here:")
+        console.print(escape(safe_text(path.resolve())))
+        return
+    err_console.print(f"Opened {escape(safe_text(path.resolve()))} in the browser.")
 
 
 class Suite(StrEnum):
