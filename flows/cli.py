@@ -364,6 +364,11 @@ def score(
 
     summary = score_batch(str(data.resolve()), model)
     console.print(tables.outcomes_table([summary]))
+    if summary["status"] in ("quarantined", "skipped"):  # the reason, in full
+        from flows.common import describe_outcome
+
+        color = "red" if summary["status"] == "quarantined" else "dim"
+        console.print(f"[{color}]{escape(describe_outcome(summary))}[/]")
     for note in summary.get("warnings") or []:  # the batch is written, monitoring is not
         err_console.print(f"[yellow]warning:[/] {escape(safe_text(note))}", soft_wrap=True)
     if summary["status"] == "done" and summary.get("batch_id") is not None:

@@ -60,7 +60,7 @@ def score_and_store(
     )
     log = logger()
     if outcome.status == "quarantined":
-        log.warning("%s quarantined: %s", path, outcome.error)
+        log.warning("quarantined: %s", outcome.error)  # the error names the file
     else:
         log.info(
             "%s: %s, %d of %d records flagged", path, outcome.status, outcome.n_flagged, outcome.n_records

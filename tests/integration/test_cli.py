@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -387,3 +388,138 @@ def test_no_options_find_every_incident_within_the_false_alarm_budget(
     # rate were the budget (the promise itself is tested across seeds in test_event_promise).
     assert poisson.sf(len(false) - 1, promised) >= 0.01, (len(false), promised, false)
     assert np.isfinite(rows.score).all()
+
+
+# --- what the CLI says: batches, score reasons, serve lines, one-off scoring --------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, pd.DataFrame, Path]:
+    """A small series detector fitted once per module on quickstart-shaped data (timestamp,
+    metric_0..2), its drift reference profile, and the reference CSV it was fitted on."""
+    from aemon import drift
+    from aemon.detector import Detector
+
+    frame, _, _ = make_series(3 * 288 * 7, 3, seed=21)
+    path = tmp_path_factory.mktemp("tiny_model") / "reference.csv"
+    frame.to_csv(path, index=False)
+    detector = Detector(modality="timeseries", window=16, epochs=2, progress=False).fit(frame)
+    return detector, drift.reference_profile(detector, frame), path
+
+
+def _register(
+    home: Path, template: Path, model: tuple[Any, pd.DataFrame, Path], name: str, source: str
+) -> None:
+    """Register `model` as `name` (champion) in the MLflow store of AEMON_HOME `home`."""
+    import shutil
+
+    from aemon import registry
+
+    if not (home / "mlflow.db").exists():
+        shutil.copyfile(template, home / "mlflow.db")
+    detector, profile, _ = model
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AEMON_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        registry.log_training(detector, name=name, data_source=source, drift_reference=profile)
+
+
+def _user_env(home: Path) -> dict[str, str]:
+    """A user's environment with AEMON_HOME only, and no COLUMNS: output is piped, as to grep."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "MLFLOW_", "AEMON_")) and k not in ("MPLCONFIGDIR", "COLUMNS")
+    }
+    env.update(AEMON_HOME=str(home), NO_COLOR="1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def scoring_home(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model: tuple[Any, pd.DataFrame, Path],
+    _mlflow_template: Path,
+) -> tuple[Path, dict[str, str]]:
+    """An AEMON_HOME whose registry holds `metrics` (the tiny model, champion); and its env."""
+    home = tmp_path_factory.mktemp("scoring_home")
+    _register(home, _mlflow_template, tiny_model, "metrics", str(tiny_model[2]))
+    return home, _user_env(home)
+
+
+def _bad_batches(folder: Path) -> dict[str, Path]:
+    """Batches that must be quarantined, each for a reason of its own."""
+    good, _, _ = make_series(300, 3, seed=31, start="2026-03-01")
+    folder.mkdir(parents=True, exist_ok=True)
+    bad = {name: folder / f"{name}.csv" for name in ("missing_column", "nan", "no_rows", "bad_times")}
+    good.drop(columns=["metric_1"]).to_csv(bad["missing_column"], index=False)
+    with_nan = good.copy()
+    with_nan.loc[10, "metric_2"] = np.nan
+    with_nan.to_csv(bad["nan"], index=False)
+    good.head(0).to_csv(bad["no_rows"], index=False)
+    bad_times = good.astype({"timestamp": str})
+    bad_times.loc[5, "timestamp"] = "yesterday at noon"
+    bad_times.to_csv(bad["bad_times"], index=False)
+    return bad
+
+
+def test_score_says_why_and_batches_lists_every_reason(
+    scoring_home: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    home, env = scoring_home
+    db = AnomalyStore(f"sqlite:///{home / 'aemon.db'}")
+    bad = _bad_batches(tmp_path / "bad")
+    reasons = {}
+    for name, path in bad.items():
+        res = run_aemon("score", str(path), "--model", "metrics", env=env)
+        assert res.returncode == 1, (name, res.stdout, res.stderr)
+        [batch] = [b for b in db.list_batches(limit=None) if b.source == str(path)]
+        assert batch.status == "quarantined" and batch.error
+        reasons[name] = batch.error
+        # The reason in full on one line of stdout (piped: never wrapped), the path named once;
+        # nothing on stderr (it used to log the path twice there, and say "see below").
+        assert f"quarantined {path.name} (batch {batch.id}): {batch.error}" in res.stdout.splitlines()
+        assert batch.error.count(str(path)) == 1 and res.stderr == "", (res.stdout, res.stderr)
+    assert len(set(reasons.values())) == len(bad)  # four different problems, four reasons
+
+    # The same bad bytes under another name: quarantined again, naming the first batch.
+    again = tmp_path / "again.csv"
+    again.write_bytes(bad["nan"].read_bytes())
+    res = run_aemon("score", str(again), "--model", "metrics", env=env)
+    assert res.returncode == 1 and "this content was quarantined before" in res.stdout, res.stdout
+
+    # A good batch scored twice: the second time says it was skipped, and why.
+    good = tmp_path / "good.csv"
+    make_series(300, 3, seed=32, start="2026-03-02")[0].to_csv(good, index=False)
+    assert run_aemon("score", str(good), "--model", "metrics", env=env).returncode == 0
+    res = run_aemon("score", str(good), "--model", "metrics", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "this content was already scored by metrics/1; nothing changed" in res.stdout, res.stdout
+
+    listed = run_aemon("batches", env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    for batch in db.list_batches(limit=None):
+        # one line per batch, with its source and its whole reason
+        assert [line for line in lines if f" {batch.source} " in line and (batch.error or "") in line], batch
+    as_json = json.loads(run_aemon("batches", "--status", "quarantined", "--format", "json", env=env).stdout)
+    assert {b["error"] for b in as_json} == {b.error for b in db.list_batches(status="quarantined")}
+    # the same bytes again are the same batch (one per content and model): four rows
+    assert set(reasons.values()) == {b["error"] for b in as_json} and len(as_json) == len(bad)
+    import csv
+
+    rows = list(
+        csv.DictReader(run_aemon("batches", "--format", "csv", "--limit", "0", env=env).stdout.splitlines())
+    )
+    assert len(rows) == len(db.list_batches(limit=None)) and rows[0]["status"] == "done"
+    assert "No batches." in run_aemon("batches", "--model", "other", env=env).stdout
+    assert run_aemon("batches", "--status", "lost", env=env).returncode == 2
+
+    # --open on a machine without a browser (no display, no console browser on PATH)
+    headless = {k: v for k, v in env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")}
+    headless["PATH"] = str(Path(sys.executable).parent)
+    opened = run_aemon("reports", "--open", env=headless)
+    assert opened.returncode == 0, opened.stderr
+    assert "No web browser found" in opened.stderr
+    newest = db.list_drift_reports(limit=1)[0]
+    assert opened.stdout.splitlines()[-1] == str(Path(newest.html_path).resolve())
