@@ -704,12 +704,22 @@ def db_upgrade() -> None:
 @friendly_errors
 def quickstart(
     modality: Annotated[Modality, typer.Option(help="Demo data kind.")] = Modality.timeseries,
+    replace_champion: Annotated[
+        bool,
+        typer.Option(
+            "--replace-champion",
+            help="Train a new version even when the demo model's champion is one quickstart did "
+            "not train (e.g. recalibrated); the quality gate decides as usual.",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline on generated data with embedded defaults (no configuration).
 
     Trains and registers a detector, scores three batches through score-inbox (clean, with
     incidents and drift, malformed), sends the alerts to a local webhook, and prints what
-    happened and where to look.
+    happened and where to look. When the demo model's champion is a version quickstart did
+    not train (you recalibrated it, say), it is kept and used: quickstart says so and trains
+    nothing, unless --replace-champion.
     """
     from aemon import config
 
@@ -717,8 +727,18 @@ def quickstart(
     from flows.quickstart import run_quickstart
 
     err_console.print(f"Quickstart ({modality.value}) in {config.aemon_home()} ...")
-    run = run_quickstart(modality.value)
-    console.print(tables.version_summary(run.version))
+    run = run_quickstart(modality.value, replace_champion=replace_champion)
+    if run.kept is not None:
+        k = run.kept
+        console.print(
+            f"[yellow]Kept the champion {escape(k.name)}/{k.version}[/]: quickstart did not train it "
+            f"({escape(safe_text(k.data_source or 'no training data recorded'))}), so it trained "
+            "nothing and scored with it. `aemon quickstart --replace-champion` trains a new version "
+            "(the quality gate decides)."
+        )
+        console.print(tables.models_table([k]))
+    else:
+        console.print(tables.version_summary(run.version))
     console.print(tables.outcomes_table(run.batches))
     from aemon.store import AnomalyStore
 

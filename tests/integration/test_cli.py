@@ -523,3 +523,25 @@ def test_score_says_why_and_batches_lists_every_reason(
     assert "No web browser found" in opened.stderr
     newest = db.list_drift_reports(limit=1)[0]
     assert opened.stdout.splitlines()[-1] == str(Path(newest.html_path).resolve())
+
+
+def test_quickstart_keeps_a_champion_it_did_not_train(
+    tiny_model: tuple[Any, pd.DataFrame, Path],
+    _mlflow_template: Path,
+    prefect_harness: str,
+    cli_env: dict[str, str],
+    aemon_home: Path,
+) -> None:
+    from aemon import registry
+
+    # As if the user had recalibrated the demo model: its champion was not made by quickstart.
+    _register(aemon_home, _mlflow_template, tiny_model, "quickstart-ts", "recalibrated from quickstart-ts/0")
+    res = run_aemon("quickstart", env={**cli_env, "PREFECT_API_URL": prefect_harness})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Kept the champion quickstart-ts/1" in res.stdout and "--replace-champion" in res.stdout
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        versions = registry.list_models("quickstart-ts")
+    assert [(v.version, "champion" in v.aliases) for v in versions] == [("1", True)]  # nothing trained
+    store = AnomalyStore(f"sqlite:///{aemon_home / 'aemon.db'}")
+    assert {b.model_version for b in store.list_batches()} == {"1"}  # scored with the kept champion
