@@ -135,6 +135,9 @@ def _configure_output(verbose: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # A flow run without Prefect logs to `aemon.flows`: as quiet as Prefect's console would be
+    # (the command prints what happened itself).
+    logging.getLogger("aemon.flows").setLevel(logging.INFO if verbose else logging.CRITICAL)
     if not verbose and not sys.warnoptions:
         warnings.simplefilter("ignore")
 
@@ -192,6 +195,8 @@ def _root(
 
     State lives under AEMON_HOME (default ./.aemon): MLflow store, Prefect state, database.
     """
+    global _verbose
+    _verbose = verbose
     _configure_output(verbose)
 
 
@@ -353,13 +358,30 @@ def score(
         ),
     ],
 ) -> None:
-    """Score one batch now through the score-batch flow and write flagged records to the DB.
+    """Score one batch now with the score-batch flow and write flagged records to the DB.
 
-    Scoring the same content again with the same model version changes nothing; content that
-    was quarantined before is reported quarantined again, with its first error (exit 1).
+    With a Prefect server configured (PREFECT_API_URL, or in the Prefect profile) or running
+    (`aemon serve`'s), the batch is a flow run on it. Without one, the flow's code runs directly,
+    without Prefect: a temporary Prefect server would take longer than the batch. --verbose
+    says which. Scoring the same content again with the same model version changes nothing;
+    content that was quarantined before is reported quarantined again, with its first error
+    (exit 1).
     """
     _require_exists(data, "batch")
-    _guard_children()
+    from flows.server import prefect_server
+
+    api_url = prefect_server()
+    if api_url is None:
+        from flows.orchestration import run_without_prefect
+
+        run_without_prefect()
+        how = "directly, without Prefect (no Prefect server configured or running)"
+    else:
+        os.environ["PREFECT_API_URL"] = api_url
+        _guard_children()
+        how = f"as a score-batch flow run on the Prefect server at {api_url}"
+    if _verbose:
+        err_console.print(f"Scoring {escape(safe_text(data))} {how}.")
     from flows.score import score_batch
 
     summary = score_batch(str(data.resolve()), model)

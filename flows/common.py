@@ -1,14 +1,16 @@
 """Small pieces the flows share: the run logger, the retry rule for IO tasks, and the one-line
-account of a batch that `aemon score` prints."""
+account of a batch that `aemon score` prints.
+
+Prefect is imported only where a Prefect run is under way, so `aemon score` can run the score
+flow's code without importing it (see flows/orchestration.py).
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
-
-from prefect import get_run_logger
-from prefect.exceptions import MissingContextError
 
 from aemon.errors import (
     CalibrationError,
@@ -32,7 +34,13 @@ PERMANENT_ERRORS = (
 
 
 def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The run logger inside a flow or task; a module logger when a task body runs via `.fn()`."""
+    """The run logger inside a flow or task; a module logger when a task body runs via `.fn()`
+    or the flow runs without Prefect."""
+    if "prefect" not in sys.modules:
+        return logging.getLogger("aemon.flows")
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
     try:
         return get_run_logger()
     except MissingContextError:

@@ -13,11 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from typing import TYPE_CHECKING, Any
 
 from aemon import alerts, config, drift, registry, retention
 from aemon.batches import (
@@ -33,6 +29,12 @@ from aemon.errors import ConfigError, ScoringError, safe_text
 from aemon.registry import ModelRef
 from aemon.store import AnomalyStore
 from flows.common import logger, retry_on_io
+
+# Prefect's decorators; plain calls when a one-off `aemon score` has no server (orchestration.py).
+from flows.orchestration import NO_CACHE, flow, task
+
+if TYPE_CHECKING:
+    from prefect.task_runners import TaskRunner
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -221,6 +223,8 @@ def batch_runner(dask: str | None) -> Iterator[TaskRunner[Any]]:
     Dask workers need the same AEMON_* and MLflow settings, and access to the inbox, the
     database and the registry."""
     if dask is None:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
         runner: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=1)
     else:
         from prefect_dask import DaskTaskRunner

@@ -525,6 +525,46 @@ def test_score_says_why_and_batches_lists_every_reason(
     assert opened.stdout.splitlines()[-1] == str(Path(newest.html_path).resolve())
 
 
+def test_one_off_scoring_without_a_server_writes_what_the_flow_writes(
+    scoring_home: tuple[Path, dict[str, str]], prefect_harness: str, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    _, env = scoring_home
+    batch = tmp_path / "batch.csv"
+    make_series(300, 3, seed=33, start="2026-03-03", incidents=("spike", "level_shift"))[0].to_csv(
+        batch, index=False
+    )
+    urls = {how: f"sqlite:///{tmp_path / how / 'aemon.db'}" for how in ("direct", "flow")}
+    direct = run_aemon(
+        "-v", "score", str(batch), "-m", "metrics", env={**env, "AEMON_DATABASE_URL": urls["direct"]}
+    )
+    assert direct.returncode == 0, direct.stderr
+    assert "directly, without Prefect" in direct.stderr
+    flow_env = {**env, "AEMON_DATABASE_URL": urls["flow"], "PREFECT_API_URL": prefect_harness}
+    through = run_aemon("-v", "score", str(batch), "-m", "metrics", env=flow_env)
+    assert through.returncode == 0, through.stderr
+    assert f"as a score-batch flow run on the Prefect server at {prefect_harness}" in through.stderr
+
+    def written(url: str) -> tuple[list[Any], list[Any], list[Any]]:
+        with AnomalyStore(url) as store:
+            batches = [(b.status, b.n_records, b.n_flagged, b.source) for b in store.list_batches()]
+            rows = [
+                (a.record_key, a.timestamp, a.score, a.threshold, a.p_value, a.details)
+                for a in store.list_anomalies(limit=None)
+            ]
+            reports = [(r.drift_detected, r.drifted_share) for r in store.list_drift_reports()]
+        return batches, rows, reports
+
+    assert written(urls["direct"]) == written(urls["flow"])
+    assert written(urls["direct"])[1] and written(urls["direct"])[2]  # flagged rows and a drift report
+    # The flow path stays visible in Prefect; the direct one is no flow run there.
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["score-batch"])))
+    assert [r.parameters["data"] for r in runs].count(str(batch.resolve())) == 1
+
+
 def test_quickstart_keeps_a_champion_it_did_not_train(
     tiny_model: tuple[Any, pd.DataFrame, Path],
     _mlflow_template: Path,
