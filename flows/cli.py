@@ -430,6 +430,10 @@ def serve(
 ) -> None:
     """Serve score-inbox on a schedule on this machine until Ctrl-C.
 
+    Prints a line when a run starts scoring the inbox (how many new batches) and one per batch
+    (done, quarantined or skipped; flagged count, drift verdict or reason) on stdout; Prefect's
+    own logs stay quiet unless --verbose.
+
     Without PREFECT_API_URL a local Prefect server is started on 127.0.0.1 (state under
     AEMON_HOME) and stopped on exit: Prefect's temporary API runs no schedules. With --dask,
     the batches of a run are scored in parallel on Dask workers, which need the same AEMON_*
@@ -453,6 +457,9 @@ def serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    from flows.common import ANNOUNCE_ENV
+
+    os.environ[ANNOUNCE_ENV] = "1"  # flow runs (child processes) print a line per run and batch
     with contextlib.suppress(KeyboardInterrupt), prefect_api() as api_url:
         from flows.score import score_inbox
 

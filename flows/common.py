@@ -1,5 +1,5 @@
 """Small pieces the flows share: the run logger, the retry rule for IO tasks, and the one-line
-account of a batch that `aemon score` prints.
+account of a batch that `aemon score` and `aemon serve` print.
 
 Prefect is imported only where a Prefect run is under way, so `aemon score` can run the score
 flow's code without importing it (see flows/orchestration.py).
@@ -8,7 +8,9 @@ flow's code without importing it (see flows/orchestration.py).
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,9 @@ PERMANENT_ERRORS = (
     NotFittedError,
     ModelNotFoundError,
 )
+
+# Set by `aemon serve` for its flow runs (child processes inherit it): print `announce` lines.
+ANNOUNCE_ENV = "AEMON_ANNOUNCE"
 
 
 def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -77,3 +82,12 @@ def describe_outcome(summary: dict[str, Any]) -> str:
     for note in summary.get("warnings") or []:
         line += f"; warning: {safe_text(note)}"
     return line
+
+
+def announce(message: str) -> None:
+    """A line for the operator: always in the run's log, and on stdout (with the time) when
+    `aemon serve` runs the flow, whose Prefect console logging stays quiet."""
+    logger().info("%s", message)
+    if os.environ.get(ANNOUNCE_ENV):
+        sys.stdout.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} {safe_text(message)}\n")
+        sys.stdout.flush()

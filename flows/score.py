@@ -28,7 +28,7 @@ from aemon.detector import Detector
 from aemon.errors import ConfigError, ScoringError, safe_text
 from aemon.registry import ModelRef
 from aemon.store import AnomalyStore
-from flows.common import logger, retry_on_io
+from flows.common import announce, describe_outcome, logger, retry_on_io
 
 # Prefect's decorators; plain calls when a one-off `aemon score` has no server (orchestration.py).
 from flows.orchestration import NO_CACHE, flow, task
@@ -246,8 +246,8 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("score-inbox needs a model and got an empty name (is AEMON_MODEL set?)")
     batches = list_new_batches(folder)
+    announce(f"score-inbox: {len(batches)} new batch{'' if len(batches) == 1 else 'es'} in {folder}")
     if not batches:
-        logger().info("no new batches in %s", folder)
         return []
     detector, ref = load_model(model)
     database_url = config.database_url()
@@ -271,8 +271,10 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
         for path, future in zip(batches, futures, strict=True):
             try:
                 summaries.append(future.result())
+                announce(describe_outcome(summaries[-1]))
             except Exception as exc:  # recorded as failed in the DB; left in the inbox for the next run
                 logger().error("%s failed after retries, left in the inbox: %s", path, exc)
+                announce(f"failed {path.name}: {exc} (left in the inbox for the next run)")
                 failed.append(f"{path.name}: {exc}")
     if failed:
         raise ScoringError(f"{len(failed)} of {len(batches)} batches failed: " + "; ".join(failed))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -447,9 +448,10 @@ def scoring_home(
     return home, _user_env(home)
 
 
-def _bad_batches(folder: Path) -> dict[str, Path]:
-    """Batches that must be quarantined, each for a reason of its own."""
-    good, _, _ = make_series(300, 3, seed=31, start="2026-03-01")
+def _bad_batches(folder: Path, seed: int = 31) -> dict[str, Path]:
+    """Batches that must be quarantined, each for a reason of its own (content of their own
+    per seed: a batch is one content, so the same bytes twice would be one batch)."""
+    good, _, _ = make_series(300, 3, seed=seed, start="2026-03-01")
     folder.mkdir(parents=True, exist_ok=True)
     bad = {name: folder / f"{name}.csv" for name in ("missing_column", "nan", "no_rows", "bad_times")}
     good.drop(columns=["metric_1"]).to_csv(bad["missing_column"], index=False)
@@ -563,6 +565,38 @@ def test_one_off_scoring_without_a_server_writes_what_the_flow_writes(
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["score-batch"])))
     assert [r.parameters["data"] for r in runs].count(str(batch.resolve())) == 1
+
+
+def test_serve_prints_a_line_per_run_and_per_batch(
+    scoring_home: tuple[Path, dict[str, str]], prefect_harness: str, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    _, env = scoring_home
+    env = {**env, "PREFECT_API_URL": prefect_harness}
+    with _serving(tmp_path, env, "metrics", "--every", "3600", stop=signal.SIGINT) as (proc, inbox, log):
+        make_series(300, 3, seed=34, start="2026-03-04")[0].to_csv(inbox / "a_good.csv", index=False)
+        bad = _bad_batches(tmp_path / "bad", seed=35)["missing_column"]
+        (inbox / "b_bad.csv").write_bytes(bad.read_bytes())
+        deadline = time.monotonic() + 180
+        with get_client(sync_client=True) as client:
+            deployment = None
+            while deployment is None and time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    deployment = client.read_deployment_by_name("score-inbox/score-inbox-metrics")
+                except Exception:
+                    time.sleep(1)
+            assert deployment is not None, log.read_text()
+            client.create_flow_run_from_deployment(deployment.id)  # a run now, as a schedule would
+        while "b_bad.csv" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        out = log.read_text()
+    assert f"score-inbox: 2 new batches in {inbox.resolve()}" in out, out
+    assert re.search(r"done a_good\.csv \(batch \d+\): \d+ of 300 flagged, (no )?drift", out), out
+    assert re.search(
+        r"quarantined b_bad\.csv \(batch \d+\): .*value columns \['metric_1'\] not found", out
+    ), out
+    assert " | INFO " not in out and "Flow run" not in out, out  # Prefect's own logs stay quiet
 
 
 def test_quickstart_keeps_a_champion_it_did_not_train(
