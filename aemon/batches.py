@@ -126,7 +126,7 @@ def _quarantine_link(
     batch_id = store.record_quarantine(
         source=str(path), content_sha256=sha, model_name=model_name, model_version=model_version, error=error
     )
-    log.warning("%s", error)
+    log.info("%s", error)  # the caller reports it
     return BatchOutcome(
         str(path), "quarantined", model_name, model_version, sha, batch_id=batch_id, error=error
     )
@@ -224,21 +224,23 @@ def score_batch_into_store(
                 f"{safe_text(source)}: this content was quarantined before "
                 f"(batch {previous.id}): {previous.error}"
             )
-            log.warning("%s", outcome.error)
+            log.info("%s", outcome.error)  # the caller reports it
             return outcome
+        if previous is not None:
+            outcome.batch_id = previous.id  # the batch that holds this content's results
         log.info("%s: already scored by %s/%s, skipped", source, model_name, model_version)
         return outcome
     outcome.batch_id = claimed.id
     if problem is not None:
         store.fail_batch(claimed.id, str(problem), quarantined=True)
-        log.warning("%s quarantined: %s", source, problem)
+        log.info("quarantined: %s", problem)  # the caller reports it; the error names the file
         outcome.status, outcome.error = "quarantined", str(problem)
         return outcome
     try:
         result = detector.score(batch)  # type: ignore[arg-type]  # read, as problem is None
     except DataError as exc:  # valid to read, not to score (a series shorter than the window)
         store.fail_batch(claimed.id, str(exc), quarantined=True)
-        log.warning("%s quarantined: %s", source, exc)
+        log.info("quarantined: %s", exc)  # the caller reports it; the error names the file
         outcome.status, outcome.error = "quarantined", str(exc)
         return outcome
     except Exception as exc:

@@ -13,9 +13,12 @@ on the CPU, CUDA when `device="auto"` finds one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,4 +244,10 @@ def _progress(total: int, enabled: bool) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="training", unit="epoch", leave=False)
+    # A terminal that reports no size (a bare pty, some container consoles) makes tqdm hide
+    # the bar, i.e. minutes of silence: give it 80 columns and 24 rows.
+    size: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError):
+        if os.get_terminal_size(sys.stderr.fileno()).columns == 0:
+            size = {"ncols": 80, "nrows": 24}
+    return tqdm(total=total, desc="training", unit="epoch", leave=False, **size)

@@ -21,16 +21,14 @@ from collections.abc import Callable
 from enum import StrEnum
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-if TYPE_CHECKING:
-    from aemon.registry import ModelVersionInfo, RegisteredVersion
+from flows import tables
+from flows.tables import safe_text
 
 app = typer.Typer(
     name="aemon",
@@ -39,11 +37,41 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # docstring paragraphs are re-wrapped, not cut at newlines
 )
-console = Console()
-err_console = Console(stderr=True)
+
+UNWRAPPED_WIDTH = 1_000_000  # the console width when output is not a terminal: no wrapping
+
+
+def _make_console(stderr: bool = False) -> Console:
+    """Rich's console as usual on a terminal. Piped or redirected, lines and tables are never
+    wrapped (rich would cut them at 80 columns, splitting paths and timestamps)."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=UNWRAPPED_WIDTH, soft_wrap=True)
+
+
+console = _make_console()
+err_console = _make_console(stderr=True)
+_verbose = False  # --verbose, for commands that say more with it
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _hide_flag_types() -> None:
+    """Typer's rich help shows `<bool>` after on/off flags such as --promote and --help, as if
+    they took a value: show no type for a flag."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
 
 
 class Modality(StrEnum):
@@ -80,13 +108,6 @@ class Device(StrEnum):
 # --- shared helpers -------------------------------------------------------------------------
 
 
-def safe_text(text: object, limit: int | None = None) -> str:
-    """aemon.errors.safe_text, imported when first needed (keeps `aemon --help` light)."""
-    from aemon.errors import safe_text as escape_controls
-
-    return escape_controls(text, limit)
-
-
 class _SafeFormatter(logging.Formatter):
     """Log lines with control characters escaped: a file name or a quoted bad file can hold
     terminal escape sequences. Tracebacks keep their line breaks."""
@@ -114,6 +135,9 @@ def _configure_output(verbose: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # A flow run without Prefect logs to `aemon.flows`: as quiet as Prefect's console would be
+    # (the command prints what happened itself).
+    logging.getLogger("aemon.flows").setLevel(logging.INFO if verbose else logging.CRITICAL)
     if not verbose and not sys.warnoptions:
         warnings.simplefilter("ignore")
 
@@ -151,54 +175,6 @@ def _require_exists(path: Path, what: str) -> None:
         raise DataError(f"{what} not found", source=path)
 
 
-def _key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=False, box=box.SIMPLE, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
-
-
-def _version_summary(v: RegisteredVersion) -> Table:
-    verdict = "[green]champion[/]" if v.promoted else "[yellow]not promoted[/]"
-    target = f" (target {v.target_fpr:g})" if v.target_fpr is not None else ""
-    rows = [
-        ("name", v.name),
-        ("version", v.version),
-        ("aliases", ", ".join(v.aliases) or "-"),
-        ("quality gate", f"{verdict}: {escape(v.reason)}"),
-        ("threshold", f"{v.threshold:.6g} ({v.threshold_method})"),
-        ("calibration FPR", f"{v.calibration_fpr:.4f}{target}"),
-    ]
-    labels = {
-        "fpr": "held-out FPR",
-        "auroc": "held-out AUROC",
-        "auprc": "held-out AUPRC",
-        "f1": "held-out F1",
-    }
-    rows += [(label, f"{v.evaluation[key]:.4f}") for key, label in labels.items() if key in v.evaluation]
-    rows += [("MLflow run", v.run_id), ("tracking URI", v.tracking_uri)]
-    return _key_value_table(f"Registered {v.name}/{v.version}", rows)
-
-
-def _models_table(rows: list[ModelVersionInfo]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("model", "version", "aliases", "gate", "threshold", "created (UTC)", "run"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r.name,
-            r.version,
-            ", ".join(r.aliases) or "-",
-            r.gate or "-",
-            f"{r.threshold:.6g}" if r.threshold is not None else "-",
-            r.created.strftime("%Y-%m-%d %H:%M:%S"),
-            r.run_id or "-",
-        )
-    return table
-
-
 # --- commands -------------------------------------------------------------------------------
 
 
@@ -219,6 +195,8 @@ def _root(
 
     State lives under AEMON_HOME (default ./.aemon): MLflow store, Prefect state, database.
     """
+    global _verbose
+    _verbose = verbose
     _configure_output(verbose)
 
 
@@ -335,7 +313,7 @@ def train(
         holdout_fraction=holdout,
         progress=sys.stderr.isatty() if progress is None else progress,
     )
-    console.print(_version_summary(result))
+    console.print(tables.version_summary(result))
 
 
 @app.command()
@@ -353,7 +331,7 @@ def models(
     if not rows:
         console.print(f"No registered models in {mlflow_tracking_uri()}.")
         return
-    console.print(_models_table(rows))
+    console.print(tables.models_table(rows))
 
 
 class OutputFormat(StrEnum):
@@ -365,47 +343,6 @@ class OutputFormat(StrEnum):
 class Verdict(StrEnum):
     true_positive = "true_positive"
     false_positive = "false_positive"
-
-
-def _batches_table(summaries: list[dict[str, Any]]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, title="Batches", title_justify="left")
-    for column in ("batch", "source", "status", "records", "flagged", "drift", "note"):
-        table.add_column(column, overflow="fold")
-    colors = {"done": "green", "skipped": "dim", "quarantined": "red"}
-    for b in summaries:
-        drift = {True: "[red]drift[/]", False: "no drift", None: "-"}[b.get("drift_detected")]
-        note = "see below" if b["status"] == "quarantined" else ""
-        if b.get("warnings"):
-            note = "[yellow]see warning[/]"
-        if b.get("flag_rate_broken"):  # the alert a user most needs: the promise is broken
-            note = f"[red]{escape(b.get('flag_rate') or '')}[/]"
-        table.add_row(
-            str(b.get("batch_id") or "-"),
-            escape(safe_text(Path(b["source"]).name)),
-            f"[{colors.get(b['status'], 'white')}]{b['status']}[/]",
-            str(b.get("n_records", 0)),
-            str(b.get("n_flagged", 0)),
-            drift,
-            note,
-        )
-    return table
-
-
-def _anomalies_table(rows: list[Any], title: str = "Flagged records") -> Table:
-    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left")
-    for column in ("id", "batch", "model", "record", "score", "threshold", "p-value"):
-        table.add_column(column, overflow="fold")
-    for a in rows:
-        table.add_row(
-            str(a.id),
-            str(a.batch_id),
-            f"{a.model_name}/{a.model_version}",
-            escape(a.record_key),
-            f"{a.score:.4g}",
-            f"{a.threshold:.4g}",
-            f"{a.p_value:.3g}" if a.p_value is not None else "-",
-        )
-    return table
 
 
 @app.command()
@@ -421,17 +358,39 @@ def score(
         ),
     ],
 ) -> None:
-    """Score one batch now through the score-batch flow and write flagged records to the DB.
+    """Score one batch now with the score-batch flow and write flagged records to the DB.
 
-    Scoring the same content again with the same model version changes nothing; content that
-    was quarantined before is reported quarantined again, with its first error (exit 1).
+    With a Prefect server configured (PREFECT_API_URL, or in the Prefect profile) or running
+    (`aemon serve`'s), the batch is a flow run on it. Without one, the flow's code runs directly,
+    without Prefect: a temporary Prefect server would take longer than the batch. --verbose
+    says which. Scoring the same content again with the same model version changes nothing;
+    content that was quarantined before is reported quarantined again, with its first error
+    (exit 1).
     """
     _require_exists(data, "batch")
-    _guard_children()
+    from flows.server import prefect_server
+
+    api_url = prefect_server()
+    if api_url is None:
+        from flows.orchestration import run_without_prefect
+
+        run_without_prefect()
+        how = "directly, without Prefect (no Prefect server configured or running)"
+    else:
+        os.environ["PREFECT_API_URL"] = api_url
+        _guard_children()
+        how = f"as a score-batch flow run on the Prefect server at {api_url}"
+    if _verbose:
+        err_console.print(f"Scoring {escape(safe_text(data))} {how}.")
     from flows.score import score_batch
 
     summary = score_batch(str(data.resolve()), model)
-    console.print(_batches_table([summary]))
+    console.print(tables.outcomes_table([summary]))
+    if summary["status"] in ("quarantined", "skipped"):  # the reason, in full
+        from flows.common import describe_outcome
+
+        color = "red" if summary["status"] == "quarantined" else "dim"
+        console.print(f"[{color}]{escape(describe_outcome(summary))}[/]")
     for note in summary.get("warnings") or []:  # the batch is written, monitoring is not
         err_console.print(f"[yellow]warning:[/] {escape(safe_text(note))}", soft_wrap=True)
     if summary["status"] == "done" and summary.get("batch_id") is not None:
@@ -440,7 +399,7 @@ def score(
         with AnomalyStore() as store:
             top = store.list_anomalies(batch_id=summary["batch_id"], limit=10)
         if top:
-            console.print(_anomalies_table(top, "Top flagged records"))
+            console.print(tables.anomalies_table(top, "Top flagged records"))
         if summary.get("report_path"):
             console.print(f"Drift report: {summary['report_path']}")
     if summary["status"] == "quarantined":
@@ -471,6 +430,10 @@ def serve(
 ) -> None:
     """Serve score-inbox on a schedule on this machine until Ctrl-C.
 
+    Prints a line when a run starts scoring the inbox (how many new batches) and one per batch
+    (done, quarantined or skipped; flagged count, drift verdict or reason) on stdout; Prefect's
+    own logs stay quiet unless --verbose.
+
     Without PREFECT_API_URL a local Prefect server is started on 127.0.0.1 (state under
     AEMON_HOME) and stopped on exit: Prefect's temporary API runs no schedules. With --dask,
     the batches of a run are scored in parallel on Dask workers, which need the same AEMON_*
@@ -494,6 +457,9 @@ def serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    from flows.common import ANNOUNCE_ENV
+
+    os.environ[ANNOUNCE_ENV] = "1"  # flow runs (child processes) print a line per run and batch
     with contextlib.suppress(KeyboardInterrupt), prefect_api() as api_url:
         from flows.score import score_inbox
 
@@ -556,7 +522,7 @@ def anomalies(
     with AnomalyStore() as store:
         rows = store.list_anomalies(batch_id=batch, limit=limit or None)
     if format is OutputFormat.table:
-        console.print(_anomalies_table(rows) if rows else "No flagged records.")
+        console.print(tables.anomalies_table(rows) if rows else "No flagged records.")
         return
     records = [
         {
@@ -605,7 +571,63 @@ def recalibrate(
     _guard_children()
     from flows.recalibrate import recalibrate as recalibrate_flow
 
-    console.print(_version_summary(recalibrate_flow(name, promote)))
+    console.print(tables.version_summary(recalibrate_flow(name, promote)))
+
+
+class BatchStatus(StrEnum):
+    running = "running"
+    done = "done"
+    failed = "failed"
+    quarantined = "quarantined"
+
+
+@app.command()
+@friendly_errors
+def batches(
+    status: Annotated[
+        BatchStatus | None, typer.Option(help="Only batches in this state.", show_default=False)
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Only this model's batches.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
+    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """List scored batches, newest first: status, counts, model, times, and why a batch was
+    quarantined or failed, in full.
+
+    A batch is one content scored by one model version. Scoring the same content again is
+    skipped and adds no row: `aemon score` says so when it happens.
+    """
+    from aemon.store import AnomalyStore
+
+    with AnomalyStore() as store:
+        rows = store.list_batches(
+            limit=limit or None, status=status.value if status else None, model_name=model
+        )
+    if format is OutputFormat.table:
+        console.print(tables.batches_table(rows) if rows else "No batches.")
+        return
+    records = [
+        {
+            **vars(b),
+            "started_at": b.started_at.isoformat(),
+            "finished_at": b.finished_at.isoformat() if b.finished_at else None,
+        }
+        for b in rows
+    ]
+    if format is OutputFormat.json:
+        import json
+
+        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+    else:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(tables.BATCH_FIELDS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
 
 
 @app.command()
@@ -623,23 +645,25 @@ def reports(
     if not rows:
         console.print("No drift reports yet.")
         return
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("batch", "model", "drift", "drifted share", "created (UTC)", "report"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            str(r.batch_id),
-            f"{r.model_name}/{r.model_version}",
-            "[red]drift[/]" if r.drift_detected else "no drift",
-            f"{r.drifted_share:.0%}",
-            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.html_path,
-        )
-    console.print(table)
+    console.print(tables.drift_reports_table(rows))
     if open_:
-        import webbrowser
+        _open_in_browser(Path(rows[0].html_path))
 
-        webbrowser.open(Path(rows[0].html_path).resolve().as_uri())
+
+def _open_in_browser(path: Path) -> None:
+    """Open `path` in the user's browser; where there is none (a headless machine, an SSH
+    session), say so and print the path to open elsewhere."""
+    import webbrowser
+
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        browser = None
+    if browser is None or not browser.open(path.resolve().as_uri()):
+        err_console.print("No web browser found on this machine (headless?); open the report from here:")
+        console.print(escape(safe_text(path.resolve())))
+        return
+    err_console.print(f"Opened {escape(safe_text(path.resolve()))} in the browser.")
 
 
 class Suite(StrEnum):
@@ -709,12 +733,22 @@ def db_upgrade() -> None:
 @friendly_errors
 def quickstart(
     modality: Annotated[Modality, typer.Option(help="Demo data kind.")] = Modality.timeseries,
+    replace_champion: Annotated[
+        bool,
+        typer.Option(
+            "--replace-champion",
+            help="Train a new version even when the demo model's champion is one quickstart did "
+            "not train (e.g. recalibrated); the quality gate decides as usual.",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline on generated data with embedded defaults (no configuration).
 
     Trains and registers a detector, scores three batches through score-inbox (clean, with
     incidents and drift, malformed), sends the alerts to a local webhook, and prints what
-    happened and where to look.
+    happened and where to look. When the demo model's champion is a version quickstart did
+    not train (you recalibrated it, say), it is kept and used: quickstart says so and trains
+    nothing, unless --replace-champion.
     """
     from aemon import config
 
@@ -722,16 +756,26 @@ def quickstart(
     from flows.quickstart import run_quickstart
 
     err_console.print(f"Quickstart ({modality.value}) in {config.aemon_home()} ...")
-    run = run_quickstart(modality.value)
-    console.print(_version_summary(run.version))
-    console.print(_batches_table(run.batches))
+    run = run_quickstart(modality.value, replace_champion=replace_champion)
+    if run.kept is not None:
+        k = run.kept
+        console.print(
+            f"[yellow]Kept the champion {escape(k.name)}/{k.version}[/]: quickstart did not train it "
+            f"({escape(safe_text(k.data_source or 'no training data recorded'))}), so it trained "
+            "nothing and scored with it. `aemon quickstart --replace-champion` trains a new version "
+            "(the quality gate decides)."
+        )
+        console.print(tables.models_table([k]))
+    else:
+        console.print(tables.version_summary(run.version))
+    console.print(tables.outcomes_table(run.batches))
     from aemon.store import AnomalyStore
 
     with AnomalyStore() as store:
         for b in run.batches:
             if b["status"] == "done" and b["n_flagged"]:
                 top = store.list_anomalies(batch_id=b["batch_id"], limit=5)
-                console.print(_anomalies_table(top, f"Top flagged records of {Path(b['source']).name}"))
+                console.print(tables.anomalies_table(top, f"Top flagged records of {Path(b['source']).name}"))
     for b in run.batches:
         if b["status"] == "quarantined":
             console.print(
@@ -752,7 +796,7 @@ def quickstart(
         ("demo data", str(run.folder)),
         ("next", "aemon anomalies | aemon reports | aemon models"),
     ]
-    console.print(_key_value_table("Where to look", rows))
+    console.print(tables.key_value_table("Where to look", rows))
 
 
 def main(argv: list[str] | None = None) -> Any:

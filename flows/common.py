@@ -1,12 +1,18 @@
-"""Small pieces the flows share: the run logger and the retry rule for IO tasks."""
+"""Small pieces the flows share: the run logger, the retry rule for IO tasks, and the one-line
+account of a batch that `aemon score` and `aemon serve` print.
+
+Prefect is imported only where a Prefect run is under way, so `aemon score` can run the score
+flow's code without importing it (see flows/orchestration.py).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
 from typing import Any
-
-from prefect import get_run_logger
-from prefect.exceptions import MissingContextError
 
 from aemon.errors import (
     CalibrationError,
@@ -15,6 +21,7 @@ from aemon.errors import (
     ModelFormatError,
     ModelNotFoundError,
     NotFittedError,
+    safe_text,
 )
 
 # Errors that repeat on a retry (bad data, bad settings, a broken or missing model): fail at once.
@@ -27,9 +34,18 @@ PERMANENT_ERRORS = (
     ModelNotFoundError,
 )
 
+# Set by `aemon serve` for its flow runs (child processes inherit it): print `announce` lines.
+ANNOUNCE_ENV = "AEMON_ANNOUNCE"
+
 
 def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The run logger inside a flow or task; a module logger when a task body runs via `.fn()`."""
+    """The run logger inside a flow or task; a module logger when a task body runs via `.fn()`
+    or the flow runs without Prefect."""
+    if "prefect" not in sys.modules:
+        return logging.getLogger("aemon.flows")
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
     try:
         return get_run_logger()
     except MissingContextError:
@@ -45,3 +61,33 @@ def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return True
     return False
+
+
+def describe_outcome(summary: dict[str, Any]) -> str:
+    """One plain line on what happened to a batch (a `BatchOutcome.summary()`): its status, then
+    the flagged count and drift verdict, or the reason it was quarantined or skipped, in full."""
+    name = safe_text(Path(summary["source"]).name)
+    status = summary["status"]
+    batch = f" (batch {summary['batch_id']})" if summary.get("batch_id") is not None else ""
+    model = f"{summary.get('model_name')}/{summary.get('model_version')}"
+    if status == "quarantined":
+        return f"quarantined {name}{batch}: {safe_text(summary.get('error'))}"
+    if status == "skipped":
+        return f"skipped {name}{batch}: this content was already scored by {model}; nothing changed"
+    drift = {True: "drift", False: "no drift", None: "no drift report"}[summary.get("drift_detected")]
+    counts = f"{summary.get('n_flagged', 0)} of {summary.get('n_records', 0)} flagged"
+    line = f"{status} {name}{batch}: {counts}, {drift}"
+    if summary.get("flag_rate_broken"):
+        line += f"; {safe_text(summary.get('flag_rate'))}"
+    for note in summary.get("warnings") or []:
+        line += f"; warning: {safe_text(note)}"
+    return line
+
+
+def announce(message: str) -> None:
+    """A line for the operator: always in the run's log, and on stdout (with the time) when
+    `aemon serve` runs the flow, whose Prefect console logging stays quiet."""
+    logger().info("%s", message)
+    if os.environ.get(ANNOUNCE_ENV):
+        sys.stdout.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} {safe_text(message)}\n")
+        sys.stdout.flush()

@@ -29,7 +29,8 @@ class QuickstartRun:
     modality: str
     model_name: str
     folder: Path
-    version: Any = None  # registry.RegisteredVersion
+    version: Any = None  # registry.RegisteredVersion (None when a champion was kept)
+    kept: Any = None  # registry.ModelVersionInfo: a champion quickstart did not make, kept
     batches: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -101,8 +102,31 @@ def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         server.server_close()
 
 
-def run_quickstart(modality: str = "timeseries", *, epochs: int | None = None) -> QuickstartRun:
-    """Generate data, train + register, score the inbox; see the module docstring."""
+def foreign_champion(name: str, reference: Path) -> Any:
+    """The champion of `name` when quickstart did not train it (a recalibrated version, or one
+    trained on other data): a `registry.ModelVersionInfo`, else None."""
+    from aemon import registry
+    from aemon.errors import ModelNotFoundError
+
+    try:
+        versions = registry.list_models(name)
+    except ModelNotFoundError:
+        return None
+    champion = next((v for v in versions if registry.CHAMPION in v.aliases), None)
+    if champion is None or champion.data_source == str(reference):
+        return None
+    return champion
+
+
+def run_quickstart(
+    modality: str = "timeseries", *, epochs: int | None = None, replace_champion: bool = False
+) -> QuickstartRun:
+    """Generate data, train + register, score the inbox; see the module docstring.
+
+    A champion of the quickstart model that quickstart did not train (the user recalibrated
+    it, or trained it on other data) is kept and used, not trained over, unless
+    `replace_champion` (then the new version goes through the quality gate as usual).
+    """
     from flows.score import score_inbox
     from flows.train import train
 
@@ -115,9 +139,11 @@ def run_quickstart(modality: str = "timeseries", *, epochs: int | None = None) -
     else:
         reference, inbox = write_image_demo(folder)
         options = {"epochs": epochs or 10, "options": {"samples_per_epoch": 2048}}
-    run.version = train(
-        str(reference), run.model_name, modality=modality, progress=sys.stderr.isatty(), **options
-    )
+    run.kept = None if replace_champion else foreign_champion(run.model_name, reference)
+    if run.kept is None:
+        run.version = train(
+            str(reference), run.model_name, modality=modality, progress=sys.stderr.isatty(), **options
+        )
     with webhook_receiver() as (url, received):
         with config.environment(AEMON_ALERT_URLS=" ".join([*config.alert_urls(), url])):
             run.batches = score_inbox(str(inbox), run.model_name)

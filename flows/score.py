@@ -13,11 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from typing import TYPE_CHECKING, Any
 
 from aemon import alerts, config, drift, registry, retention
 from aemon.batches import (
@@ -32,7 +28,13 @@ from aemon.detector import Detector
 from aemon.errors import ConfigError, ScoringError, safe_text
 from aemon.registry import ModelRef
 from aemon.store import AnomalyStore
-from flows.common import logger, retry_on_io
+from flows.common import announce, describe_outcome, logger, retry_on_io
+
+# Prefect's decorators; plain calls when a one-off `aemon score` has no server (orchestration.py).
+from flows.orchestration import NO_CACHE, flow, task
+
+if TYPE_CHECKING:
+    from prefect.task_runners import TaskRunner
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -60,7 +62,7 @@ def score_and_store(
     )
     log = logger()
     if outcome.status == "quarantined":
-        log.warning("%s quarantined: %s", path, outcome.error)
+        log.warning("quarantined: %s", outcome.error)  # the error names the file
     else:
         log.info(
             "%s: %s, %d of %d records flagged", path, outcome.status, outcome.n_flagged, outcome.n_records
@@ -221,6 +223,8 @@ def batch_runner(dask: str | None) -> Iterator[TaskRunner[Any]]:
     Dask workers need the same AEMON_* and MLflow settings, and access to the inbox, the
     database and the registry."""
     if dask is None:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
         runner: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=1)
     else:
         from prefect_dask import DaskTaskRunner
@@ -242,8 +246,8 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("score-inbox needs a model and got an empty name (is AEMON_MODEL set?)")
     batches = list_new_batches(folder)
+    announce(f"score-inbox: {len(batches)} new batch{'' if len(batches) == 1 else 'es'} in {folder}")
     if not batches:
-        logger().info("no new batches in %s", folder)
         return []
     detector, ref = load_model(model)
     database_url = config.database_url()
@@ -267,8 +271,10 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
         for path, future in zip(batches, futures, strict=True):
             try:
                 summaries.append(future.result())
+                announce(describe_outcome(summaries[-1]))
             except Exception as exc:  # recorded as failed in the DB; left in the inbox for the next run
                 logger().error("%s failed after retries, left in the inbox: %s", path, exc)
+                announce(f"failed {path.name}: {exc} (left in the inbox for the next run)")
                 failed.append(f"{path.name}: {exc}")
     if failed:
         raise ScoringError(f"{len(failed)} of {len(batches)} batches failed: " + "; ".join(failed))

@@ -3,11 +3,13 @@
 Prefect's temporary API (used when `PREFECT_API_URL` is unset) runs flows but never fires
 schedules, so `aemon serve` needs a real server. `prefect_api()` uses the configured one, or
 starts `prefect server start` on 127.0.0.1 with its state under `<AEMON_HOME>/prefect`, waits
-until it is healthy, and stops it on exit.
+until it is healthy, and stops it on exit. While it runs, `<AEMON_HOME>/prefect/aemon-serve.json`
+names it, so that `prefect_server()` finds it for a one-off `aemon score`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -28,6 +30,7 @@ from aemon.errors import AemonError
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 90.0
+SERVE_STATE = "aemon-serve.json"  # under PREFECT_HOME's default, <AEMON_HOME>/prefect
 
 
 def _free_port() -> int:
@@ -36,12 +39,49 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _healthy(api_url: str) -> bool:
+def _healthy(api_url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as resp:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def prefect_server() -> str | None:
+    """The Prefect API a one-off run should use, without importing Prefect: `PREFECT_API_URL`,
+    else the active Prefect profile's, else the local server of an `aemon serve` that is
+    running on this AEMON_HOME; None when there is none (a flow run would then start Prefect's
+    temporary server)."""
+    return config.prefect_api_url() or _profile_api_url() or _serve_api_url()
+
+
+def _profile_api_url() -> str | None:
+    """PREFECT_API_URL of the active profile in Prefect's profiles file, if it sets one."""
+    import tomllib
+
+    path = Path(
+        os.environ.get("PREFECT_PROFILES_PATH")
+        or Path(os.environ.get("PREFECT_HOME") or config.aemon_home() / "prefect") / "profiles.toml"
+    ).expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active")
+    url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    return str(url) if url else None
+
+
+def _serve_api_url() -> str | None:
+    """The API URL of the local server of a running `aemon serve` (its state file names it and
+    its process; a file left by a killed serve names a process that is gone)."""
+    try:
+        state = json.loads((config.aemon_home() / "prefect" / SERVE_STATE).read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    url = str(state.get("api_url", ""))
+    return url if url.startswith("http://127.0.0.1:") and _healthy(url, timeout=0.5) else None
 
 
 GUARD_VAR = "AEMON_CHILD_GUARD"
@@ -97,6 +137,7 @@ def prefect_api(port: int | None = None) -> Iterator[str]:
     port = port or _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     log_path = config.aemon_home() / "prefect" / "server.log"
+    state = log_path.with_name(SERVE_STATE)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     log.info("starting a local Prefect server on %s (log: %s)", api_url, log_path)
@@ -117,9 +158,11 @@ def prefect_api(port: int | None = None) -> Iterator[str]:
                     f"see {log_path}"
                 )
             time.sleep(0.5)
+        state.write_text(json.dumps({"api_url": api_url, "pid": os.getpid()}))
         with config.environment(PREFECT_API_URL=api_url):
             yield api_url
     finally:
+        state.unlink(missing_ok=True)
         _stop(proc)
 
 

@@ -61,6 +61,8 @@ def quality_gate(
             f"champion cannot score the held-out data ({champion_error}); not comparable, promote by hand",
             numbers,
         )
+    # What was checked, said as it happened: the promote reason names both checks.
+    checked = "no pointwise false-positive target to check (event budget or f1 threshold)"
     if target_fpr is not None:
         if "fpr" in challenger:
             fpr, n_normal, where = challenger["fpr"], challenger.get("n_normal", 1.0), "held-out"
@@ -68,12 +70,10 @@ def quality_gate(
             fpr, n_normal, where = calibration_fpr, float(n_calibration), "calibration"
         limit = FPR_SLACK * target_fpr + 1.0 / max(n_normal, 1.0)
         numbers.update(fpr_limit=limit, target_fpr=target_fpr)
+        rate = f"{where} false-positive rate {fpr:.4g}"
         if fpr > limit:
-            return GateDecision(
-                False,
-                f"{where} false-positive rate {fpr:.4g} above the limit {limit:.4g} (target {target_fpr:g})",
-                numbers,
-            )
+            return GateDecision(False, f"{rate} above the limit {limit:.4g} (target {target_fpr:g})", numbers)
+        checked = f"{rate} within the limit {limit:.4g} (target {target_fpr:g})"
     if "auroc" in challenger and "auroc" in champion:
         new, old = challenger["auroc"], champion["auroc"]
         if new < old - AUROC_TOLERANCE:
@@ -87,5 +87,11 @@ def quality_gate(
             f"AUROC {new:.4f} not worse than the champion's {old:.4f} on the same held-out data",
             numbers,
         )
-    why = "no labelled held-out data to compare AUROC" if champion else "no held-out data"
-    return GateDecision(True, f"false-positive rate within target ({why})", numbers)
+    return GateDecision(True, f"{checked}; {_not_compared(challenger)}", numbers)
+
+
+def _not_compared(challenger: Mapping[str, float]) -> str:
+    """Why a promoted version was not compared with the champion on AUROC."""
+    if "fpr" not in challenger:
+        return "nothing held out, so not compared with the champion"
+    return "no labels on the held-out data, so AUROC not compared with the champion's"

@@ -111,6 +111,7 @@ class ModelVersionInfo:
     created: datetime
     gate: str | None  # promoted | rejected | forced (None: not decided by aemon)
     threshold: float | None
+    data_source: str | None = None  # what it was trained on, or "recalibrated from NAME/V ..."
 
 
 # --- connection -----------------------------------------------------------------------------
@@ -570,6 +571,7 @@ def list_models(name: str | None = None) -> list[ModelVersionInfo]:
                         created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
                         gate=tags.get(f"{TAG}gate"),
                         threshold=float(thr) if thr is not None else None,
+                        data_source=tags.get(f"{TAG}data_source"),
                     )
                 )
     return rows

@@ -31,6 +31,7 @@ from aemon.store.engine import (
 )
 from aemon.store.records import (
     ALERT_STATUSES,
+    BATCH_STATUSES,
     VERDICTS,
     AlertRow,
     Anomaly,
@@ -336,9 +337,20 @@ class AnomalyStore:
         with self._transaction(f"reading batch {batch_id}") as conn:
             return _batch(self._require_batch(conn, batch_id))
 
-    def list_batches(self, *, limit: int = 100) -> list[Batch]:
-        """The newest batches first."""
-        stmt = sa.select(batches_table).order_by(batches_table.c.id.desc()).limit(limit)
+    def list_batches(
+        self, *, limit: int | None = 100, status: str | None = None, model_name: str | None = None
+    ) -> list[Batch]:
+        """The newest batches first; only those with `status` or of `model_name` when given."""
+        t = batches_table
+        stmt = sa.select(t).order_by(t.c.id.desc())
+        if status is not None:
+            if status not in BATCH_STATUSES:
+                raise ConfigError(f"status must be one of {', '.join(BATCH_STATUSES)}, got {status!r}")
+            stmt = stmt.where(t.c.status == status)
+        if model_name is not None:
+            stmt = stmt.where(t.c.model_name == model_name)
+        if limit is not None:
+            stmt = stmt.limit(limit)
         with self._transaction("listing batches") as conn:
             return [_batch(row) for row in conn.execute(stmt)]
 

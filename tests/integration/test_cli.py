@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,6 +110,45 @@ def test_train_an_image_folder_against_a_prefect_server(
     assert "Registered rings/1" in res.stdout and "held-out FPR" in res.stdout
 
 
+def run_in_pty(*args: str, env: dict[str, str], timeout: float = 400) -> tuple[int, str]:
+    """`aemon ARGS` on a pseudo-terminal, as a user at a terminal runs it: (exit code, output).
+    Python's pty reports a size of 0 x 0, as bare ptys and some container consoles do."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: never returns
+        os.execve(sys.executable, [sys.executable, "-m", "flows.cli", *args], env)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], 1.0)[0]:
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
+
+
+def test_train_shows_its_progress_bar_on_a_terminal(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    frame, _, _ = make_series(600, 2, seed=5)
+    frame.to_csv(tmp_path / "reference.csv", index=False)
+    args = ("train", str(tmp_path / "reference.csv"), "--name", "tiny", "--window", "8", "--epochs", "3")
+    code, out = run_in_pty(*args, env={k: v for k, v in cli_env.items() if k != "COLUMNS"})
+    assert code == 0, out
+    assert "training:" in out and "epoch/s" in out, out  # tqdm's bar, drawn on the terminal
+    assert "Registered tiny/1" in out
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -141,10 +182,12 @@ def test_every_command_has_help(cli_env: dict[str, str]) -> None:
         "db",
         "db upgrade",
         "benchmark",
+        "batches",
     )
     for args in ((), *(c.split() for c in commands)):
         res = run_aemon(*args, "--help", env=cli_env)
         assert res.returncode == 0 and "Usage" in res.stdout, (args, res.stderr)
+        assert "<bool>" not in res.stdout, (args, res.stdout)  # on/off flags take no value
     assert "--labels" in run_aemon("train", "--help", env=cli_env).stdout
 
 
@@ -346,3 +389,233 @@ def test_no_options_find_every_incident_within_the_false_alarm_budget(
     # rate were the budget (the promise itself is tested across seeds in test_event_promise).
     assert poisson.sf(len(false) - 1, promised) >= 0.01, (len(false), promised, false)
     assert np.isfinite(rows.score).all()
+
+
+# --- what the CLI says: batches, score reasons, serve lines, one-off scoring --------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, pd.DataFrame, Path]:
+    """A small series detector fitted once per module on quickstart-shaped data (timestamp,
+    metric_0..2), its drift reference profile, and the reference CSV it was fitted on."""
+    from aemon import drift
+    from aemon.detector import Detector
+
+    frame, _, _ = make_series(3 * 288 * 7, 3, seed=21)
+    path = tmp_path_factory.mktemp("tiny_model") / "reference.csv"
+    frame.to_csv(path, index=False)
+    detector = Detector(modality="timeseries", window=16, epochs=2, progress=False).fit(frame)
+    return detector, drift.reference_profile(detector, frame), path
+
+
+def _register(
+    home: Path, template: Path, model: tuple[Any, pd.DataFrame, Path], name: str, source: str
+) -> None:
+    """Register `model` as `name` (champion) in the MLflow store of AEMON_HOME `home`."""
+    import shutil
+
+    from aemon import registry
+
+    if not (home / "mlflow.db").exists():
+        shutil.copyfile(template, home / "mlflow.db")
+    detector, profile, _ = model
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AEMON_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        registry.log_training(detector, name=name, data_source=source, drift_reference=profile)
+
+
+def _user_env(home: Path) -> dict[str, str]:
+    """A user's environment with AEMON_HOME only, and no COLUMNS: output is piped, as to grep."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "MLFLOW_", "AEMON_")) and k not in ("MPLCONFIGDIR", "COLUMNS")
+    }
+    env.update(AEMON_HOME=str(home), NO_COLOR="1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def scoring_home(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model: tuple[Any, pd.DataFrame, Path],
+    _mlflow_template: Path,
+) -> tuple[Path, dict[str, str]]:
+    """An AEMON_HOME whose registry holds `metrics` (the tiny model, champion); and its env."""
+    home = tmp_path_factory.mktemp("scoring_home")
+    _register(home, _mlflow_template, tiny_model, "metrics", str(tiny_model[2]))
+    return home, _user_env(home)
+
+
+def _bad_batches(folder: Path, seed: int = 31) -> dict[str, Path]:
+    """Batches that must be quarantined, each for a reason of its own (content of their own
+    per seed: a batch is one content, so the same bytes twice would be one batch)."""
+    good, _, _ = make_series(300, 3, seed=seed, start="2026-03-01")
+    folder.mkdir(parents=True, exist_ok=True)
+    bad = {name: folder / f"{name}.csv" for name in ("missing_column", "nan", "no_rows", "bad_times")}
+    good.drop(columns=["metric_1"]).to_csv(bad["missing_column"], index=False)
+    with_nan = good.copy()
+    with_nan.loc[10, "metric_2"] = np.nan
+    with_nan.to_csv(bad["nan"], index=False)
+    good.head(0).to_csv(bad["no_rows"], index=False)
+    bad_times = good.astype({"timestamp": str})
+    bad_times.loc[5, "timestamp"] = "yesterday at noon"
+    bad_times.to_csv(bad["bad_times"], index=False)
+    return bad
+
+
+def test_score_says_why_and_batches_lists_every_reason(
+    scoring_home: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    home, env = scoring_home
+    db = AnomalyStore(f"sqlite:///{home / 'aemon.db'}")
+    bad = _bad_batches(tmp_path / "bad")
+    reasons = {}
+    for name, path in bad.items():
+        res = run_aemon("score", str(path), "--model", "metrics", env=env)
+        assert res.returncode == 1, (name, res.stdout, res.stderr)
+        [batch] = [b for b in db.list_batches(limit=None) if b.source == str(path)]
+        assert batch.status == "quarantined" and batch.error
+        reasons[name] = batch.error
+        # The reason in full on one line of stdout (piped: never wrapped), the path named once;
+        # nothing on stderr (it used to log the path twice there, and say "see below").
+        assert f"quarantined {path.name} (batch {batch.id}): {batch.error}" in res.stdout.splitlines()
+        assert batch.error.count(str(path)) == 1 and res.stderr == "", (res.stdout, res.stderr)
+    assert len(set(reasons.values())) == len(bad)  # four different problems, four reasons
+
+    # The same bad bytes under another name: quarantined again, naming the first batch.
+    again = tmp_path / "again.csv"
+    again.write_bytes(bad["nan"].read_bytes())
+    res = run_aemon("score", str(again), "--model", "metrics", env=env)
+    assert res.returncode == 1 and "this content was quarantined before" in res.stdout, res.stdout
+
+    # A good batch scored twice: the second time says it was skipped, and why.
+    good = tmp_path / "good.csv"
+    make_series(300, 3, seed=32, start="2026-03-02")[0].to_csv(good, index=False)
+    assert run_aemon("score", str(good), "--model", "metrics", env=env).returncode == 0
+    res = run_aemon("score", str(good), "--model", "metrics", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "this content was already scored by metrics/1; nothing changed" in res.stdout, res.stdout
+
+    listed = run_aemon("batches", env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    for batch in db.list_batches(limit=None):
+        # one line per batch, with its source and its whole reason
+        assert [line for line in lines if f" {batch.source} " in line and (batch.error or "") in line], batch
+    as_json = json.loads(run_aemon("batches", "--status", "quarantined", "--format", "json", env=env).stdout)
+    assert {b["error"] for b in as_json} == {b.error for b in db.list_batches(status="quarantined")}
+    # the same bytes again are the same batch (one per content and model): four rows
+    assert set(reasons.values()) == {b["error"] for b in as_json} and len(as_json) == len(bad)
+    import csv
+
+    rows = list(
+        csv.DictReader(run_aemon("batches", "--format", "csv", "--limit", "0", env=env).stdout.splitlines())
+    )
+    assert len(rows) == len(db.list_batches(limit=None)) and rows[0]["status"] == "done"
+    assert "No batches." in run_aemon("batches", "--model", "other", env=env).stdout
+    assert run_aemon("batches", "--status", "lost", env=env).returncode == 2
+
+    # --open on a machine without a browser (no display, no console browser on PATH)
+    headless = {k: v for k, v in env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")}
+    headless["PATH"] = str(Path(sys.executable).parent)
+    opened = run_aemon("reports", "--open", env=headless)
+    assert opened.returncode == 0, opened.stderr
+    assert "No web browser found" in opened.stderr
+    newest = db.list_drift_reports(limit=1)[0]
+    assert opened.stdout.splitlines()[-1] == str(Path(newest.html_path).resolve())
+
+
+def test_one_off_scoring_without_a_server_writes_what_the_flow_writes(
+    scoring_home: tuple[Path, dict[str, str]], prefect_harness: str, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    _, env = scoring_home
+    batch = tmp_path / "batch.csv"
+    make_series(300, 3, seed=33, start="2026-03-03", incidents=("spike", "level_shift"))[0].to_csv(
+        batch, index=False
+    )
+    urls = {how: f"sqlite:///{tmp_path / how / 'aemon.db'}" for how in ("direct", "flow")}
+    direct = run_aemon(
+        "-v", "score", str(batch), "-m", "metrics", env={**env, "AEMON_DATABASE_URL": urls["direct"]}
+    )
+    assert direct.returncode == 0, direct.stderr
+    assert "directly, without Prefect" in direct.stderr
+    flow_env = {**env, "AEMON_DATABASE_URL": urls["flow"], "PREFECT_API_URL": prefect_harness}
+    through = run_aemon("-v", "score", str(batch), "-m", "metrics", env=flow_env)
+    assert through.returncode == 0, through.stderr
+    assert f"as a score-batch flow run on the Prefect server at {prefect_harness}" in through.stderr
+
+    def written(url: str) -> tuple[list[Any], list[Any], list[Any]]:
+        with AnomalyStore(url) as store:
+            batches = [(b.status, b.n_records, b.n_flagged, b.source) for b in store.list_batches()]
+            rows = [
+                (a.record_key, a.timestamp, a.score, a.threshold, a.p_value, a.details)
+                for a in store.list_anomalies(limit=None)
+            ]
+            reports = [(r.drift_detected, r.drifted_share) for r in store.list_drift_reports()]
+        return batches, rows, reports
+
+    assert written(urls["direct"]) == written(urls["flow"])
+    assert written(urls["direct"])[1] and written(urls["direct"])[2]  # flagged rows and a drift report
+    # The flow path stays visible in Prefect; the direct one is no flow run there.
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["score-batch"])))
+    assert [r.parameters["data"] for r in runs].count(str(batch.resolve())) == 1
+
+
+def test_serve_prints_a_line_per_run_and_per_batch(
+    scoring_home: tuple[Path, dict[str, str]], prefect_harness: str, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    _, env = scoring_home
+    env = {**env, "PREFECT_API_URL": prefect_harness}
+    with _serving(tmp_path, env, "metrics", "--every", "3600", stop=signal.SIGINT) as (proc, inbox, log):
+        make_series(300, 3, seed=34, start="2026-03-04")[0].to_csv(inbox / "a_good.csv", index=False)
+        bad = _bad_batches(tmp_path / "bad", seed=35)["missing_column"]
+        (inbox / "b_bad.csv").write_bytes(bad.read_bytes())
+        deadline = time.monotonic() + 180
+        with get_client(sync_client=True) as client:
+            deployment = None
+            while deployment is None and time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    deployment = client.read_deployment_by_name("score-inbox/score-inbox-metrics")
+                except Exception:
+                    time.sleep(1)
+            assert deployment is not None, log.read_text()
+            client.create_flow_run_from_deployment(deployment.id)  # a run now, as a schedule would
+        while "b_bad.csv" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        out = log.read_text()
+    assert f"score-inbox: 2 new batches in {inbox.resolve()}" in out, out
+    assert re.search(r"done a_good\.csv \(batch \d+\): \d+ of 300 flagged, (no )?drift", out), out
+    assert re.search(
+        r"quarantined b_bad\.csv \(batch \d+\): .*value columns \['metric_1'\] not found", out
+    ), out
+    assert " | INFO " not in out and "Flow run" not in out, out  # Prefect's own logs stay quiet
+
+
+def test_quickstart_keeps_a_champion_it_did_not_train(
+    tiny_model: tuple[Any, pd.DataFrame, Path],
+    _mlflow_template: Path,
+    prefect_harness: str,
+    cli_env: dict[str, str],
+    aemon_home: Path,
+) -> None:
+    from aemon import registry
+
+    # As if the user had recalibrated the demo model: its champion was not made by quickstart.
+    _register(aemon_home, _mlflow_template, tiny_model, "quickstart-ts", "recalibrated from quickstart-ts/0")
+    res = run_aemon("quickstart", env={**cli_env, "PREFECT_API_URL": prefect_harness})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Kept the champion quickstart-ts/1" in res.stdout and "--replace-champion" in res.stdout
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        versions = registry.list_models("quickstart-ts")
+    assert [(v.version, "champion" in v.aliases) for v in versions] == [("1", True)]  # nothing trained
+    store = AnomalyStore(f"sqlite:///{aemon_home / 'aemon.db'}")
+    assert {b.model_version for b in store.list_batches()} == {"1"}  # scored with the kept champion

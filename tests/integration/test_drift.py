@@ -29,6 +29,7 @@ from aemon.drift import (
     check_flag_rate,
     drift_report,
     drift_verdict,
+    event_rate_check,
     flag_rate_check,
     load_profile,
     monitor_batch,
@@ -380,6 +381,22 @@ def test_flag_rate_check_table(n_flagged: int, n_records: int, block_size: int, 
     check = flag_rate_check(n_flagged, n_records, 0.01, block_size=block_size)
     assert check.broken is broken
     assert 0.0 <= check.p_value <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "rate"), [(0, 10, 0.01), (1, 10, 0.01), (5, 100, 0.01), (90, 1000, 0.01), (3, 3, 0.5)]
+)
+def test_the_rate_checks_give_scipy_stats_p_values(k: int, n: int, rate: float) -> None:
+    """The p-values come from scipy.special (a light import); they are scipy.stats' tests."""
+    from scipy.stats import binomtest, poisson
+
+    assert flag_rate_check(k, n, rate).p_value == pytest.approx(
+        binomtest(k, n, rate, alternative="greater").pvalue, rel=1e-9
+    )
+    promised = n * rate  # events: a budget of `rate` per day over `n` days
+    check = event_rate_check(k, pd.Timedelta(days=n), f"{rate}/day")
+    expected = poisson.sf(k - 1, promised) if k else 1.0
+    assert check.p_value == pytest.approx(expected, rel=1e-9)
 
 
 def test_flag_rate_check_message_and_errors() -> None:

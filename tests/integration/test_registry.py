@@ -209,6 +209,41 @@ def test_quality_gate(
     assert decision.promote is promote, decision.reason
 
 
+@pytest.mark.parametrize(
+    ("challenger", "target_fpr", "expected"),
+    [
+        # nothing held out: the calibration rate was checked, the champion was not compared
+        (
+            {},
+            0.01,
+            "calibration false-positive rate 0.01 within the limit 0.025 (target 0.01); "
+            "nothing held out, so not compared with the champion",
+        ),
+        # held out without labels: the held-out rate was checked, AUROC could not be
+        (
+            {"fpr": 0.0, "n_normal": 100},
+            0.01,
+            "held-out false-positive rate 0 within the limit 0.03 (target 0.01); "
+            "no labels on the held-out data, so AUROC not compared with the champion's",
+        ),
+        # an event budget promises no pointwise rate: nothing to check, and it says so
+        (
+            {"fpr": 0.0, "n_normal": 100},
+            None,
+            "no pointwise false-positive target to check (event budget or f1 threshold); "
+            "no labels on the held-out data, so AUROC not compared with the champion's",
+        ),
+    ],
+)
+def test_quality_gate_says_what_it_checked(
+    challenger: dict[str, float], target_fpr: float | None, expected: str
+) -> None:
+    from aemon.registry import quality_gate
+
+    decision = quality_gate(challenger, {}, calibration_fpr=0.01, n_calibration=200, target_fpr=target_fpr)
+    assert decision.promote and decision.reason == expected
+
+
 def test_quality_gate_rejects_an_incomparable_champion() -> None:
     from aemon.registry import quality_gate
 
