@@ -1,0 +1,516 @@
+"""`aemon ui`: a server-rendered review app over the anomaly database and the model registry.
+
+Pages: batches, one batch (a series with its events shaded and each event's column shares,
+or the flagged images over their error maps), one anomaly (with the true / false alarm
+buttons) and models (promise against observed rates, feedback, recalibrate).
+
+Writes (feedback, recalibrate) need the token (`AEMON_UI_TOKEN`). A browser presents it once
+on the sign-in page and gets an HttpOnly, SameSite=Strict cookie holding a key derived from
+it (never the token itself); every form also carries a CSRF key derived from the token, and a
+write whose Origin is another site is refused. A script may instead send
+`Authorization: Bearer <token>`. Without a token the app is read-only and says so.
+
+Everything user-made (column, file and model names, notes, error texts) goes through Jinja's
+autoescape, and through `review.plot_text` into chart labels. Pages make no request outside
+the app: Plotly's JavaScript is served from the installed `plotly` package, and a
+Content-Security-Policy keeps the browser to this origin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.resources
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import jinja2
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from aemon import __version__
+from aemon.errors import AemonError, StoreError, safe_text
+from aemon.store import VERDICTS, AnomalyStore
+from aemon.ui import review as rv
+
+log = logging.getLogger(__name__)
+
+COOKIE = "aemon_ui"
+MAX_FORM_BYTES = 16_384
+MAX_NOTE_CHARS = 2_000
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+_PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+# Evidently reports run inline scripts: allowed, but sandboxed (an opaque origin, so they
+# never carry the session cookie) and kept from reaching anything outside the app.
+_REPORT_CSP = (
+    "sandbox allow-scripts allow-popups; default-src 'none'; script-src 'self' 'unsafe-inline' "
+    "'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:"
+)
+_REPORT_TYPES = {".html": "text/html", ".json": "application/json", ".png": "image/png", ".md": "text/plain"}
+
+Recalibrate = Callable[[str], Any]  # model name -> aemon.registry.RegisteredVersion
+
+
+def _key(token: str, purpose: str) -> str:
+    return hmac.new(token.encode(), f"aemon-ui:{purpose}".encode(), hashlib.sha256).hexdigest()
+
+
+class Auth:
+    """Who may write. `token` None: nobody (read-only)."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+        self.session = _key(token, "session") if token else None
+        self.csrf = _key(token, "csrf") if token else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None
+
+    def token_ok(self, given: str) -> bool:
+        return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def signed_in(self, request: Request) -> bool:
+        cookie = request.cookies.get(COOKIE, "")
+        return self.session is not None and hmac.compare_digest(cookie.encode(), self.session.encode())
+
+    def check_write(self, request: Request, form: dict[str, str]) -> None:
+        """Raise 403 unless the request may write."""
+        if self.token is None:
+            raise HTTPException(403, "read-only: start aemon ui with AEMON_UI_TOKEN set to allow writes")
+        bearer = request.headers.get("authorization", "")
+        if bearer.lower().startswith("bearer ") and self.token_ok(bearer[7:].strip()):
+            return  # a script with the token: no cookie, so no cross-site forgery
+        if not same_origin(request):
+            raise HTTPException(403, "refused: the request comes from another site")
+        if not self.signed_in(request):
+            raise HTTPException(403, "sign in with the token first")
+        assert self.csrf is not None
+        if not hmac.compare_digest(form.get("csrf", "").encode(), self.csrf.encode()):
+            raise HTTPException(403, "refused: the form's CSRF key is missing or wrong (reload the page)")
+
+
+def same_origin(request: Request) -> bool:
+    """False when the browser says the request comes from another origin."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        return origin is None
+    host = request.headers.get("host", "")
+    rest = origin.split("://", 1)[-1]
+    return rest.split("/", 1)[0] == host
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (first value of each field)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise HTTPException(413, "form too large")
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise HTTPException(400, f"bad form: {exc}") from exc
+    return {k: v[0] for k, v in fields.items()}
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("aemon.ui", "templates"),
+        autoescape=True,  # every page is HTML; user strings are escaped wherever they land
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["num"] = _num
+    env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.2f} %"
+    env.filters["urlpart"] = lambda v: quote(str(v), safe="")
+    return env
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "strftime"):
+        return str(value.strftime("%Y-%m-%d %H:%M:%S"))
+    return str(value)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    try:
+        return f"{float(value):.{digits}g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def create_app(
+    *,
+    database_url: str | None = None,
+    reports_root: Path | None = None,
+    token: str | None = None,
+    recalibrate: Recalibrate | None = None,
+    load_detector: Callable[[str], tuple[Any, Any]] | None = None,
+    list_models: Callable[[], Sequence[Any]] | None = None,
+    allowed_hosts: Sequence[str] = ("*",),
+) -> FastAPI:
+    """The review app. `token`: what writes need (None: read-only). `recalibrate(name)`: runs
+    the gated recalibration and returns the registered version (the CLI passes the Prefect
+    flow; None hides the action). `load_detector` and `list_models` default to the
+    registry's; `allowed_hosts`: Host headers answered (DNS rebinding)."""
+    from aemon import config
+
+    if load_detector is None or list_models is None:
+        from aemon import registry
+
+        load_detector = load_detector or registry.load_detector
+        list_models = list_models or registry.list_models
+    store = AnomalyStore(database_url)
+    review = rv.Review(store, reports_root or config.reports_dir(), load_detector)
+    auth = Auth(token)
+    env = _templates()
+    plotly_js = importlib.resources.files("plotly") / "package_data" / "plotly.min.js"
+    static = importlib.resources.files("aemon.ui") / "static"
+    flashes: dict[str, tuple[str, str]] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = FastAPI(title="aemon", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        response: Response = await call_next(request)
+        is_report = request.url.path.startswith("/reports/")
+        response.headers["Content-Security-Policy"] = _REPORT_CSP if is_report else _PAGE_CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if not is_report:
+            response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    def flash(kind: str, text: str) -> str:
+        key = secrets.token_urlsafe(8)
+        flashes[key] = (kind, text)
+        while len(flashes) > 100:
+            flashes.pop(next(iter(flashes)))
+        return key
+
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        note = flashes.pop(request.query_params.get("note", ""), None)
+        page = env.get_template(name).render(
+            request_path=request.url.path,
+            auth_enabled=auth.enabled,
+            signed_in=auth.signed_in(request),
+            csrf=auth.csrf if auth.signed_in(request) else "",
+            can_recalibrate=recalibrate is not None,
+            version=__version__,
+            flash=note,
+            **context,
+        )
+        return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return render(request, "error.html", status=exc.status_code, status_code=exc.status_code, message=exc.detail)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> Response:
+        return render(request, "error.html", status=404, status_code=404, message=safe_text(exc))
+
+    # -- reading --
+
+    @app.get("/")
+    def home() -> RedirectResponse:
+        return RedirectResponse("/batches", status_code=303)
+
+    @app.get("/batches", response_class=HTMLResponse)
+    def batches(request: Request, limit: int = 100) -> HTMLResponse:
+        rows = review.batch_rows(max(1, min(limit, 1000)))
+        return render(request, "batches.html", rows=rows, limit=limit)
+
+    @app.get("/batches/{batch_id}", response_class=HTMLResponse)
+    def batch_page(request: Request, batch_id: int) -> HTMLResponse:
+        batch = store.get_batch(batch_id)
+        report = store.drift_report_of(batch_id)
+        anomalies = store.list_anomalies(batch_id=batch_id, limit=None) if batch.status == "done" else []
+        feedback = review.verdicts(batch.model_name)
+        verdicts = {k: f.verdict for k, f in feedback.items()}
+        promise = review.promise(batch.model_name, batch.model_version) if batch.status == "done" else None
+        context: dict[str, Any] = {
+            "batch": batch,
+            "report": report,
+            "report_url": review.report_url(report.html_path) if report else None,
+            "drift_details": report.details if report else {},
+            "promise": promise,
+            "anomalies": anomalies,
+            "verdicts": verdicts,
+            "events": [],
+            "chart": None,
+            "contributions": None,
+            "check": None,
+            "file_note": None,
+            "images": [],
+            "batch_path": None,
+        }
+        if batch.status == "done" and promise is not None:
+            scored = None
+            try:
+                scored = review.scored(batch)
+            except AemonError as exc:
+                context["file_note"] = f"the batch file could not be scored again: {safe_text(exc, 300)}"
+            if scored is None and context["file_note"] is None:
+                context["file_note"] = (
+                    f"the batch file is no longer at {batch.source} (nor in {rv.DONE_DIR}/ beside it) "
+                    "with the same content: showing the stored flagged records only"
+                )
+            context["batch_path"] = str(scored.path) if scored else None
+            if promise.modality == "timeseries":
+                events = rv.group_events(anomalies, verdicts)
+                context["events"] = events
+                context["contributions"] = rv.contributions_figure(events)
+                span = review.series_span(batch, review.detector(batch.model_name, batch.model_version))
+                context["check"] = rv.rate_check(promise, batch, len(events), span)
+                if scored is not None and scored.values is not None:
+                    res = scored.result
+                    x = res.timestamps if res.timestamps is not None else np.arange(res.n_records)
+                    context["chart"] = rv.series_figure(
+                        res.columns, scored.values, x, res.scores, res.threshold, events
+                    )
+            else:
+                context["check"] = rv.rate_check(promise, batch, 0, None)
+                context["images"] = [
+                    {
+                        "anomaly": a,
+                        "map_url": review.report_url(a.details.get("error_map")),
+                        "image_url": f"/batches/{batch.id}/images/{a.id}.png" if scored else None,
+                        "verdict": verdicts.get(a.id),
+                    }
+                    for a in anomalies
+                ]
+        return render(request, "batch.html", **context)
+
+    @app.get("/batches/{batch_id}/images/{anomaly_id}.png")
+    def batch_image(batch_id: int, anomaly_id: int) -> Response:
+        anomaly = store.get_anomaly(anomaly_id)
+        if anomaly.batch_id != batch_id:
+            raise HTTPException(404, "no such image in this batch")
+        png = review.image_png(store.get_batch(batch_id), anomaly.record_key)
+        if png is None:
+            raise HTTPException(404, "the batch's images are no longer where they were scored")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/anomalies/{anomaly_id}", response_class=HTMLResponse)
+    def anomaly_page(request: Request, anomaly_id: int) -> HTMLResponse:
+        anomaly = store.get_anomaly(anomaly_id)
+        batch = store.get_batch(anomaly.batch_id)
+        feedback = review.verdicts(anomaly.model_name).get(anomaly.id)
+        errors = anomaly.details.get("column_errors") or {}
+        total = sum(v for v in errors.values() if v is not None)
+        shares = {k: (v / total if total and v is not None else None) for k, v in errors.items()}
+        return render(
+            request,
+            "anomaly.html",
+            anomaly=anomaly,
+            batch=batch,
+            feedback=feedback,
+            column_errors=errors,
+            shares=shares,
+            map_url=review.report_url(anomaly.details.get("error_map")),
+            image_url=(
+                f"/batches/{batch.id}/images/{anomaly.id}.png" if anomaly.details.get("error_map") else None
+            ),
+            verdicts=VERDICTS,
+        )
+
+    @app.get("/models", response_class=HTMLResponse)
+    def models_page(request: Request) -> HTMLResponse:
+        assert list_models is not None
+        try:
+            versions = list(list_models())
+            problem = None
+        except AemonError as exc:
+            versions, problem = [], safe_text(exc, 300)
+        return render(request, "models.html", models=_model_views(versions), problem=problem)
+
+    def _model_views(versions: Sequence[Any]) -> list[dict[str, Any]]:
+        batches = [b for b in store.list_batches(limit=10_000) if b.status == "done"]
+        by_name: dict[str, list[Any]] = {}
+        for v in versions:
+            by_name.setdefault(v.name, []).append(v)
+        views = []
+        for name, vs in by_name.items():
+            feedback = store.list_feedback(model_name=name)
+            rows = []
+            for v in vs:
+                mine = [b for b in batches if b.model_name == name and b.model_version == v.version]
+                promise = review.promise(name, v.version)
+                marks = [f for f in feedback if f.model_version == v.version]
+                observed, check = _observed(promise, mine)
+                rows.append(
+                    {
+                        "info": v,
+                        "promise": promise,
+                        "n_batches": len(mine),
+                        "observed": observed,
+                        "check": check,
+                        "n_false": sum(f.verdict == "false_positive" for f in marks),
+                        "n_true": sum(f.verdict == "true_positive" for f in marks),
+                    }
+                )
+            views.append({"name": name, "versions": rows})
+        return views
+
+    def _observed(promise: rv.Promise | None, mine: list[Any]) -> tuple[str, Any]:
+        if not mine:
+            return "no batches scored", None
+        n_records = sum(b.n_records for b in mine)
+        n_flagged = sum(b.n_flagged for b in mine)
+        if promise is None or promise.budget is None:
+            text = f"{n_flagged} of {n_records} records flagged ({100 * n_flagged / max(n_records, 1):.2f} %)"
+            if promise is None or promise.target_fpr is None:
+                return text, None
+            block = promise.window if promise.modality == "timeseries" else 1
+            return text, rv.drift.flag_rate_check(n_flagged, n_records, promise.target_fpr, block_size=block)
+        detector = review.detector(mine[0].model_name, mine[0].model_version)
+        n_events, days = 0, pd.Timedelta(0)
+        for b in mine:
+            n_events += len(rv.group_events(store.list_anomalies(batch_id=b.id, limit=None)))
+            span = review.series_span(b, detector)
+            if span is None:
+                return f"{n_events}+ alarms (a batch file is gone: span unknown)", None
+            days += span
+        check = rv.drift.event_rate_check(n_events, days, promise.budget)
+        return f"{n_events} alarms in {days / pd.Timedelta(days=1):.3g} days", check
+
+    # -- writing --
+
+    @app.post("/anomalies/{anomaly_id}/feedback")
+    async def give_feedback(request: Request, anomaly_id: int) -> RedirectResponse:
+        form = await read_form(request)
+        auth.check_write(request, form)
+        verdict = form.get("verdict", "")
+        if verdict not in VERDICTS:
+            raise HTTPException(400, f"verdict must be one of {', '.join(VERDICTS)}")
+        note = form.get("note", "").strip()[:MAX_NOTE_CHARS] or None
+        earlier = await run_in_threadpool(store.verdict_of, anomaly_id)
+        await run_in_threadpool(store.add_feedback, anomaly_id, verdict, note)
+        words = "true alarm" if verdict == "true_positive" else "false alarm"
+        text = f"Anomaly {anomaly_id} marked as a {words}."
+        if earlier is not None and earlier != verdict:
+            text += f" It replaces the earlier verdict ({earlier})."
+        back = _local_path(form.get("next", "") or f"/anomalies/{anomaly_id}")
+        return RedirectResponse(f"{back}?note={flash('ok', text)}", status_code=303)
+
+    @app.post("/models/{name}/recalibrate")
+    async def recalibrate_model(request: Request, name: str) -> RedirectResponse:
+        form = await read_form(request)
+        auth.check_write(request, form)
+        if recalibrate is None:
+            raise HTTPException(404, "recalibration is not available in this app")
+        try:
+            version = await run_in_threadpool(recalibrate, name)
+        except AemonError as exc:
+            key = flash("error", f"Recalibration of {name} failed: {safe_text(exc, 500)}")
+        else:
+            status = "champion" if version.promoted else "not champion"
+            key = flash(
+                "ok",
+                f"Registered {version.name}/{version.version} (threshold {version.threshold:.4g}, "
+                f"{status}): {version.reason}",
+            )
+        return RedirectResponse(f"/models?note={key}#model-{quote(name, safe='')}", status_code=303)
+
+    # -- signing in --
+
+    @app.get("/signin", response_class=HTMLResponse)
+    def signin_page(request: Request) -> HTMLResponse:
+        return render(request, "signin.html", failed=False, next=_local_path(request.query_params.get("next", "")))
+
+    @app.post("/signin", response_model=None)
+    async def signin(request: Request) -> Response:
+        form = await read_form(request)
+        if not auth.enabled:
+            raise HTTPException(403, "read-only: start aemon ui with AEMON_UI_TOKEN set to allow writes")
+        if not same_origin(request):
+            raise HTTPException(403, "refused: the request comes from another site")
+        if not auth.token_ok(form.get("token", "")):
+            return render(request, "signin.html", status=403, failed=True, next=_local_path(form.get("next", "")))
+        response = RedirectResponse(_local_path(form.get("next", "")), status_code=303)
+        assert auth.session is not None
+        response.set_cookie(COOKIE, auth.session, httponly=True, samesite="strict", path="/")
+        return response
+
+    @app.post("/signout")
+    async def signout(request: Request) -> RedirectResponse:
+        if not same_origin(request):
+            raise HTTPException(403, "refused: the request comes from another site")
+        response = RedirectResponse("/batches", status_code=303)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    # -- files --
+
+    @app.get("/static/plotly.min.js")
+    def plotly() -> Response:
+        return Response(
+            plotly_js.read_bytes(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    @app.get("/static/{name}")
+    def static_file(name: str) -> Response:
+        kinds = {".css": "text/css", ".js": "text/javascript"}
+        item = static / name
+        suffix = Path(name).suffix
+        if "/" in name or suffix not in kinds or not item.is_file():
+            raise HTTPException(404, "not found")
+        return Response(item.read_bytes(), media_type=kinds[suffix], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/reports/{path:path}")
+    def report_file(path: str) -> FileResponse:
+        root = review.reports_root
+        try:
+            target = (root / path).resolve(strict=True)
+            target.relative_to(root)  # no way out: '..', absolute parts and links are resolved first
+        except (OSError, ValueError, RuntimeError):
+            raise HTTPException(404, "no such report file") from None
+        if not target.is_file() or target.suffix.lower() not in _REPORT_TYPES:
+            raise HTTPException(404, "no such report file")
+        return FileResponse(target, media_type=_REPORT_TYPES[target.suffix.lower()])
+
+    app.state.store = store
+    app.state.review = review
+    return app
+
+
+def _local_path(value: str) -> str:
+    """A redirect target inside this app (an open redirect otherwise)."""
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/batches"
+
+
+def allowed_hosts_for(host: str) -> list[str]:
+    """Host headers to answer when bound to `host`: the loopback names for a loopback
+    address (a page on another site cannot rebind its name to us), any for 0.0.0.0."""
+    if host in ("0.0.0.0", "::", ""):
+        return ["*"]
+    return sorted({*LOCAL_HOSTS, host}) if host in LOCAL_HOSTS else [host]
