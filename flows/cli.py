@@ -668,7 +668,9 @@ def ui(
         return recalibrate_flow(name)
 
     token = config.ui_token()
-    web = create_app(token=token, recalibrate=recalibrate_champion, allowed_hosts=allowed_hosts_for(host))
+    web = create_app(
+        token=token, recalibrate=recalibrate_champion, allowed_hosts=allowed_hosts_for(host), warm_up=True
+    )
     mode = "writes need AEMON_UI_TOKEN" if token else "read-only: AEMON_UI_TOKEN is not set"
     err_console.print(f"aemon ui on http://{escape(host)}:{port}/ ({mode}). Ctrl-C stops.")
     if host not in LOCAL_HOSTS:

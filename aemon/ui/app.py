@@ -23,6 +23,7 @@ import hmac
 import importlib.resources
 import logging
 import secrets
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -166,11 +167,13 @@ def create_app(
     load_detector: Callable[[str], tuple[Any, Any]] | None = None,
     list_models: Callable[[], Sequence[Any]] | None = None,
     allowed_hosts: Sequence[str] = ("*",),
+    warm_up: bool = False,
 ) -> FastAPI:
     """The review app. `token`: what writes need (None: read-only). `recalibrate(name)`: runs
     the gated recalibration and returns the registered version (the CLI passes the Prefect
     flow; None hides the action). `load_detector` and `list_models` default to the
-    registry's; `allowed_hosts`: Host headers answered (DNS rebinding)."""
+    registry's; `allowed_hosts`: Host headers answered (DNS rebinding); `warm_up`: load the
+    models of the newest batches in the background at start (the first page then comes fast)."""
     from aemon import config
 
     if load_detector is None or list_models is None:
@@ -186,8 +189,16 @@ def create_app(
     static = importlib.resources.files("aemon.ui") / "static"
     flashes: dict[str, tuple[str, str]] = {}
 
+    def warm() -> None:
+        try:
+            review.batch_rows(100)  # loads the models and reads the batch files once
+        except Exception as exc:  # the pages will say what is wrong
+            log.warning("warming up the batches page failed: %s", safe_text(exc, 300))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if warm_up:
+            threading.Thread(target=warm, name="aemon-ui-warm-up", daemon=True).start()
         yield
         store.close()
 
@@ -228,7 +239,9 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return render(request, "error.html", status=exc.status_code, status_code=exc.status_code, message=exc.detail)
+        return render(
+            request, "error.html", status=exc.status_code, status_code=exc.status_code, message=exc.detail
+        )
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> Response:
@@ -441,7 +454,9 @@ def create_app(
 
     @app.get("/signin", response_class=HTMLResponse)
     def signin_page(request: Request) -> HTMLResponse:
-        return render(request, "signin.html", failed=False, next=_local_path(request.query_params.get("next", "")))
+        return render(
+            request, "signin.html", failed=False, next=_local_path(request.query_params.get("next", ""))
+        )
 
     @app.post("/signin", response_model=None)
     async def signin(request: Request) -> Response:
@@ -451,7 +466,9 @@ def create_app(
         if not same_origin(request):
             raise HTTPException(403, "refused: the request comes from another site")
         if not auth.token_ok(form.get("token", "")):
-            return render(request, "signin.html", status=403, failed=True, next=_local_path(form.get("next", "")))
+            return render(
+                request, "signin.html", status=403, failed=True, next=_local_path(form.get("next", ""))
+            )
         response = RedirectResponse(_local_path(form.get("next", "")), status_code=303)
         assert auth.session is not None
         response.set_cookie(COOKIE, auth.session, httponly=True, samesite="strict", path="/")

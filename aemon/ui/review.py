@@ -73,7 +73,9 @@ def promise_of(detector: Detector) -> Promise:
     )
 
 
-def rate_check(promise: Promise, batch: Batch, n_events: int, span: pd.Timedelta | None) -> drift.FlagRateCheck | None:
+def rate_check(
+    promise: Promise, batch: Batch, n_events: int, span: pd.Timedelta | None
+) -> drift.FlagRateCheck | None:
     """The batch's alarms against the promise, as the score flow checks them
     (`drift.check_flag_rate`); None when there is no promise or the span is unknown."""
     if batch.status != "done":
@@ -126,7 +128,7 @@ def group_events(anomalies: Sequence[Anomaly], verdicts: dict[int, str] | None =
         groups.setdefault(key, []).append(a)
     events = []
     for rows in groups.values():
-        rows.sort(key=lambda a: (_position(a) if a.timestamp is not None else a.id))
+        rows.sort(key=lambda a: _position(a) if a.timestamp is not None else a.id)
         peak = max(rows, key=lambda a: a.score)
         totals: dict[str, float] = {}
         for a in rows:
@@ -192,10 +194,24 @@ def _json_y(y: np.ndarray) -> list[float | None]:
     return [float(f"{v:.5g}") if math.isfinite(v) else None for v in y.astype(np.float64).tolist()]
 
 
-def _x_of(value: Any) -> Any:
+def _x_of(value: Any, shift: Any = None) -> Any:
+    """An event bound as a chart x value, moved by `shift` (a Timedelta or a number of rows)."""
     if isinstance(value, datetime):
-        return pd.Timestamp(value).tz_convert(None).isoformat() if value.tzinfo else value.isoformat()
-    return value
+        stamp = pd.Timestamp(value)
+        stamp = stamp.tz_convert(None) if stamp.tzinfo else stamp
+        return (stamp + shift if shift is not None else stamp).isoformat()
+    return value + shift if shift is not None and isinstance(value, int | float) else value
+
+
+def _half_step(x: np.ndarray) -> Any:
+    """Half the typical spacing of `x`: events are widened by it on each side, so that an
+    event of one point is still a visible band."""
+    if len(x) < 2:
+        return None
+    step = np.median(np.diff(x[: min(len(x), 10_000)]))
+    if np.issubdtype(x.dtype, np.datetime64):
+        return pd.Timedelta(step) / 2
+    return float(step) / 2
 
 
 def series_figure(
@@ -214,7 +230,7 @@ def series_figure(
     data: list[dict[str, Any]] = []
     layout: dict[str, Any] = {
         "height": 150 * n + 80,
-        "margin": {"l": 70, "r": 20, "t": 30, "b": 40},
+        "margin": {"l": 70, "r": 20, "t": 24, "b": 40},
         "showlegend": False,
         "hovermode": "x",
         "xaxis": {"anchor": f"y{n}", "type": "date" if np.issubdtype(x.dtype, np.datetime64) else "linear"},
@@ -256,14 +272,28 @@ def series_figure(
             "line": {"color": "#c0392b", "width": 1, "dash": "dash"},
         }
     )
+    half = _half_step(x)
+    layout["annotations"] = []
     for e in sorted(events, key=lambda e: -e.peak.score)[:MAX_CHART_EVENTS]:
+        layout["annotations"].append(
+            {
+                "x": _x_of(e.start),
+                "xref": "x",
+                "y": 1,
+                "yref": "paper",
+                "yanchor": "bottom",
+                "text": str(e.number),
+                "showarrow": False,
+                "font": {"size": 10, "color": "#b42318"},
+            }
+        )
         layout["shapes"].append(
             {
                 "type": "rect",
                 "xref": "x",
                 "yref": "paper",
-                "x0": _x_of(e.start),
-                "x1": _x_of(e.end),
+                "x0": _x_of(e.start, -half if half is not None else None),
+                "x1": _x_of(e.end, half),
                 "y0": 0,
                 "y1": 1,
                 "fillcolor": "#e74c3c",
@@ -299,7 +329,7 @@ def contributions_figure(events: Sequence[EventView]) -> dict[str, Any] | None:
         "margin": {"l": 80, "r": 20, "t": 10, "b": 40},
         "xaxis": {"title": {"text": "share of the event's error (%)"}, "range": [0, 100]},
         "yaxis": {"autorange": "reversed"},
-        "legend": {"orientation": "h", "y": -0.3},
+        "legend": {"orientation": "h", "y": -0.3, "traceorder": "normal"},
     }
     return {"data": data, "layout": layout}
 
@@ -454,7 +484,14 @@ class Review:
                     span = self.series_span(batch, self.detector(batch.model_name, batch.model_version))
                 check = rate_check(promise, batch, n_events or 0, span)
             rows.append(
-                BatchRow(batch, n_events, check, promise, report, self.report_url(report.html_path) if report else None)
+                BatchRow(
+                    batch,
+                    n_events,
+                    check,
+                    promise,
+                    report,
+                    self.report_url(report.html_path) if report else None,
+                )
             )
         return rows
 
