@@ -203,15 +203,14 @@ def _x_of(value: Any, shift: Any = None) -> Any:
     return value + shift if shift is not None and isinstance(value, int | float) else value
 
 
-def _half_step(x: np.ndarray) -> Any:
-    """Half the typical spacing of `x`: events are widened by it on each side, so that an
-    event of one point is still a visible band."""
+def _event_pad(x: np.ndarray) -> Any:
+    """How far an event's band reaches beyond its first and last points: half a step, and at
+    least 0.2 % of the chart, so that an event of one point is still a visible band."""
     if len(x) < 2:
         return None
-    step = np.median(np.diff(x[: min(len(x), 10_000)]))
-    if np.issubdtype(x.dtype, np.datetime64):
-        return pd.Timedelta(step) / 2
-    return float(step) / 2
+    step = np.median(np.diff(x[: min(len(x), 10_000)])) / 2
+    pad = max(step, (x[-1] - x[0]) / 500)
+    return pd.Timedelta(pad) if np.issubdtype(x.dtype, np.datetime64) else float(pad)
 
 
 def series_figure(
@@ -260,19 +259,23 @@ def series_figure(
             "zeroline": False,
             "gridcolor": "#eee",
         }
-    layout["shapes"].append(
-        {
-            "type": "line",
-            "xref": "paper",
-            "x0": 0,
-            "x1": 1,
-            "yref": f"y{n}",
-            "y0": threshold,
-            "y1": threshold,
-            "line": {"color": "#c0392b", "width": 1, "dash": "dash"},
-        }
-    )
-    half = _half_step(x)
+        if name == "score" and len(ys) and np.nanmin(ys) > 0:
+            # Log scale: an incident scores 100x the threshold, which would flatten the rest.
+            layout[f"yaxis{i + 1 if i else ''}"]["type"] = "log"
+    if len(x):
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": _json_x(x[[0, -1]]),
+                "y": [threshold, threshold],
+                "name": "threshold",
+                "yaxis": f"y{n}",
+                "hoverinfo": "skip",
+                "line": {"color": "#c0392b", "width": 1, "dash": "dash"},
+            }
+        )
+    half = _event_pad(x)
     layout["annotations"] = []
     for e in sorted(events, key=lambda e: -e.peak.score)[:MAX_CHART_EVENTS]:
         layout["annotations"].append(

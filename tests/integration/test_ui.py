@@ -59,17 +59,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+def _wait_until_up(
+    url: str, proc: subprocess.Popen[bytes] | None, log: Path | None, timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
+    output = ""
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"aemon ui exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        output = log.read_text()[-2000:] if log is not None else ""
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"aemon ui exited with {proc.returncode}: {output}")
         try:
             with urllib.request.urlopen(url + "/static/style.css", timeout=5):
                 return
         except (urllib.error.URLError, OSError):
             time.sleep(0.3)
-    raise RuntimeError(f"aemon ui did not answer within {timeout} s: {log.read_text()[-2000:]}")
+    raise RuntimeError(f"aemon ui did not answer within {timeout} s: {output}")
 
 
 def _fill(home: Path) -> tuple[int, int]:
@@ -318,22 +322,35 @@ def test_report_files_cannot_escape_the_reports_folder(page: Any, site: Site) ->
 
 
 def test_without_a_token_the_app_is_read_only(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi.testclient import TestClient
+    import threading
+
+    import uvicorn
 
     from aemon.ui import create_app
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", site.mlflow_uri)
     app = create_app(database_url=site.db_url, reports_root=site.reports, token=None)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     store = AnomalyStore(site.db_url)
     anomaly = store.list_anomalies(batch_id=site.series_batch, limit=1)[0]
     n_feedback = len(store.list_feedback())
-    with TestClient(app, base_url="http://127.0.0.1") as client:
-        response = client.post(
-            f"/anomalies/{anomaly.id}/feedback",
-            data={"verdict": "true_positive"},
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, None, None)
+        request = urllib.request.Request(
+            f"{url}/anomalies/{anomaly.id}/feedback",
+            data=b"verdict=true_positive",
             headers={"Authorization": f"Bearer {TOKEN}"},
-            follow_redirects=False,
         )
-        assert response.status_code == 403 and "read-only" in response.text
-        assert "Read-only" in client.get(f"/anomalies/{anomaly.id}").text
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 403 and "read-only" in refused.value.read().decode()
+        with urllib.request.urlopen(f"{url}/anomalies/{anomaly.id}", timeout=30) as page:
+            assert "Read-only" in page.read().decode()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
     assert len(store.list_feedback()) == n_feedback
