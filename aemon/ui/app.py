@@ -313,6 +313,7 @@ def create_app(
                         "anomaly": a,
                         "map_url": review.report_url(a.details.get("error_map")),
                         "image_url": f"/batches/{batch.id}/images/{a.id}.png" if scored else None,
+                        "overlay_url": f"/batches/{batch.id}/overlays/{a.id}.png" if scored else None,
                         "verdict": verdicts.get(a.id),
                     }
                     for a in anomalies
@@ -327,6 +328,16 @@ def create_app(
         png = review.image_png(store.get_batch(batch_id), anomaly.record_key)
         if png is None:
             raise HTTPException(404, "the batch's images are no longer where they were scored")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/batches/{batch_id}/overlays/{anomaly_id}.png")
+    def batch_overlay(batch_id: int, anomaly_id: int) -> Response:
+        anomaly = store.get_anomaly(anomaly_id)
+        if anomaly.batch_id != batch_id:
+            raise HTTPException(404, "no such image in this batch")
+        png = review.overlay_png(store.get_batch(batch_id), anomaly)
+        if png is None:
+            raise HTTPException(404, "the image or its error map is no longer there")
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/anomalies/{anomaly_id}", response_class=HTMLResponse)
@@ -346,9 +357,8 @@ def create_app(
             column_errors=errors,
             shares=shares,
             map_url=review.report_url(anomaly.details.get("error_map")),
-            image_url=(
-                f"/batches/{batch.id}/images/{anomaly.id}.png" if anomaly.details.get("error_map") else None
-            ),
+            image_url=f"/batches/{batch.id}/images/{anomaly.id}.png",
+            overlay_url=f"/batches/{batch.id}/overlays/{anomaly.id}.png",
             verdicts=VERDICTS,
         )
 

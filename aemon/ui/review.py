@@ -521,8 +521,39 @@ class Review:
         scored: ScoredBatch | None = self._scored.get_or((batch.id, batch.content_sha256), score)
         return scored
 
+    def overlay_png(self, batch: Batch, anomaly: Anomaly) -> bytes | None:
+        """A flagged image in grey with its error map in red over it, as PNG (None: the image
+        or its error map is gone). The map's brightness is the red's opacity, so that the
+        image shows through where it was reconstructed well."""
+        from PIL import Image
+
+        map_path = anomaly.details.get("error_map")
+        image = self.image_array(batch, anomaly.record_key)
+        if image is None or not map_path or self.report_url(map_path) is None:
+            return None
+        try:
+            with Image.open(map_path) as opened:
+                error = np.asarray(opened.convert("L"), dtype=np.float32) / 255
+        except OSError:
+            return None
+        grey = image.mean(axis=-1) if image.ndim == 3 else image
+        if grey.shape != error.shape:
+            return None
+        alpha = 0.85 * error[..., None]
+        base = np.repeat(grey[..., None] * 0.75, 3, axis=-1)
+        red = np.array([1.0, 0.15, 0.1], dtype=np.float32)
+        rgb = (1 - alpha) * base + alpha * red
+        return _png(np.clip(rgb * 255, 0, 255).astype(np.uint8))
+
     def image_png(self, batch: Batch, key: str) -> bytes | None:
         """One image of an image batch as PNG (as the model saw it), or None."""
+        image = self.image_array(batch, key)
+        if image is None:
+            return None
+        return _png(np.clip(image * 255, 0, 255).astype(np.uint8))
+
+    def image_array(self, batch: Batch, key: str) -> np.ndarray | None:
+        """One image of an image batch, (H, W) or (H, W, 3) in [0, 1], or None."""
         scored = self.scored(batch)
         if scored is None or scored.result.image_keys is None:
             return None
@@ -530,8 +561,6 @@ class Review:
             i = scored.result.image_keys.index(key)
         except ValueError:
             return None
-        from PIL import Image
-
         from aemon.data.images import load_images
 
         detector = self.detector(batch.model_name, batch.model_version)
@@ -539,8 +568,14 @@ class Review:
             ("images", batch.id, batch.content_sha256),
             lambda: load_images(scored.path, detector.schema_)[1].images,
         )
-        img = np.clip(images[i].transpose(1, 2, 0) * 255, 0, 255).astype(np.uint8)
-        pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-        buf = io.BytesIO()
-        pil.save(buf, format="PNG")
-        return buf.getvalue()
+        img = images[i].transpose(1, 2, 0)
+        result: np.ndarray = img[..., 0] if img.shape[-1] == 1 else img
+        return result
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
