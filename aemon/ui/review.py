@@ -17,7 +17,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -373,12 +373,15 @@ class BatchRow:
 
 @dataclass
 class ScoredBatch:
-    """A batch file read and scored again for its page."""
+    """A batch file read and scored again for its page (`result.batch`: what was read)."""
 
     path: Path
     result: ScoreResult
-    values: np.ndarray | None = None  # series values (n_points, n_columns)
-    image_keys: list[str] = field(default_factory=list)
+
+    @property
+    def values(self) -> np.ndarray | None:
+        """Series values (n_points, n_columns); None for images."""
+        return getattr(self.result.batch, "values", None)
 
 
 class Review:
@@ -509,14 +512,8 @@ class Review:
             if path is None:
                 return None
             detector = self.detector(batch.model_name, batch.model_version)
-            result = detector.score(path)
-            out = ScoredBatch(path, result)
-            if detector.modality_ == "timeseries":
-                from aemon.data.timeseries import load_series
-
-                _, series = load_series(path, detector.schema_)
-                out.values = series.values
-            return out
+            read = detector.read(path)  # once: the result keeps it (values, images)
+            return ScoredBatch(path, detector.score(read))
 
         scored: ScoredBatch | None = self._scored.get_or((batch.id, batch.content_sha256), score)
         return scored
@@ -561,13 +558,9 @@ class Review:
             i = scored.result.image_keys.index(key)
         except ValueError:
             return None
-        from aemon.data.images import load_images
-
-        detector = self.detector(batch.model_name, batch.model_version)
-        images = self._scored.get_or(
-            ("images", batch.id, batch.content_sha256),
-            lambda: load_images(scored.path, detector.schema_)[1].images,
-        )
+        images = getattr(scored.result.batch, "images", None)
+        if images is None:
+            return None
         img = images[i].transpose(1, 2, 0)
         result: np.ndarray = img[..., 0] if img.shape[-1] == 1 else img
         return result
