@@ -40,7 +40,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aemon import __version__
 from aemon.errors import AemonError, StoreError, safe_text
-from aemon.store import VERDICTS, AnomalyStore
+from aemon.store import VERDICTS, AnomalyStore, Batch
 from aemon.ui import review as rv
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,333 @@ def _num(value: Any, digits: int = 4) -> str:
         return str(value)
 
 
+class Pages:
+    """The app's pages and actions; `create_app` routes to these methods."""
+
+    def __init__(
+        self,
+        store: AnomalyStore,
+        review: rv.Review,
+        auth: Auth,
+        list_models: Callable[[], Sequence[Any]],
+        recalibrate: Recalibrate | None,
+    ) -> None:
+        self.store, self.review, self.auth = store, review, auth
+        self.list_models, self.recalibrate = list_models, recalibrate
+        self.env = _templates()
+        self.flashes: dict[str, tuple[str, str]] = {}
+        self.plotly_js = importlib.resources.files("plotly") / "package_data" / "plotly.min.js"
+        self.static = importlib.resources.files("aemon.ui") / "static"
+
+    def flash(self, kind: str, text: str) -> str:
+        """Keep a one-time message for the page a redirect leads to; returns its key."""
+        key = secrets.token_urlsafe(8)
+        self.flashes[key] = (kind, text)
+        while len(self.flashes) > 100:
+            self.flashes.pop(next(iter(self.flashes)))
+        return key
+
+    def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        signed_in = self.auth.signed_in(request)
+        page = self.env.get_template(name).render(
+            request_path=request.url.path,
+            auth_enabled=self.auth.enabled,
+            signed_in=signed_in,
+            csrf=self.auth.csrf if signed_in else "",
+            can_recalibrate=self.recalibrate is not None,
+            version=__version__,
+            flash=self.flashes.pop(request.query_params.get("note", ""), None),
+            **context,
+        )
+        return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return self.render(
+            request, "error.html", status=exc.status_code, status_code=exc.status_code, message=exc.detail
+        )
+
+    async def store_error(self, request: Request, exc: Exception) -> Response:
+        return self.render(request, "error.html", status=404, status_code=404, message=safe_text(exc))
+
+    # -- reading --
+
+    def home(self) -> RedirectResponse:
+        return RedirectResponse("/batches", status_code=303)
+
+    def batches(self, request: Request, limit: int = 100) -> HTMLResponse:
+        rows = self.review.batch_rows(max(1, min(limit, 1000)))
+        return self.render(request, "batches.html", rows=rows, limit=limit)
+
+    def batch_page(self, request: Request, batch_id: int) -> HTMLResponse:
+        batch = self.store.get_batch(batch_id)
+        report = self.store.drift_report_of(batch_id)
+        done = batch.status == "done"
+        verdicts = {k: f.verdict for k, f in self.review.verdicts(batch.model_name).items()}
+        context: dict[str, Any] = {
+            "batch": batch,
+            "report": report,
+            "report_url": self.review.report_url(report.html_path) if report else None,
+            "drift_details": report.details if report else {},
+            "promise": self.review.promise(batch.model_name, batch.model_version) if done else None,
+            "anomalies": self.store.list_anomalies(batch_id=batch_id, limit=None) if done else [],
+            "verdicts": verdicts,
+            "events": [],
+            "chart": None,
+            "contributions": None,
+            "check": None,
+            "file_note": None,
+            "images": [],
+            "batch_path": None,
+        }
+        if context["promise"] is not None:
+            context.update(self._scored_context(batch, context["promise"], context["anomalies"], verdicts))
+        return self.render(request, "batch.html", **context)
+
+    def _scored_context(
+        self, batch: Batch, promise: rv.Promise, anomalies: list[Any], verdicts: dict[int, str]
+    ) -> dict[str, Any]:
+        """What a done batch's page draws: its chart and events, or its flagged images."""
+        scored, note = None, None
+        try:
+            scored = self.review.scored(batch)
+        except AemonError as exc:
+            note = f"the batch file could not be scored again: {safe_text(exc, 300)}"
+        if scored is None and note is None:
+            note = (
+                f"the batch file is no longer at {batch.source} (nor in {rv.DONE_DIR}/ beside it) "
+                "with the same content: showing the stored flagged records only"
+            )
+        context: dict[str, Any] = {"file_note": note, "batch_path": str(scored.path) if scored else None}
+        if promise.modality != "timeseries":
+            context["check"] = rv.rate_check(promise, batch, 0, None)
+            context["images"] = [
+                {
+                    "anomaly": a,
+                    "map_url": self.review.report_url(a.details.get("error_map")),
+                    "image_url": f"/batches/{batch.id}/images/{a.id}.png" if scored else None,
+                    "overlay_url": f"/batches/{batch.id}/overlays/{a.id}.png" if scored else None,
+                    "verdict": verdicts.get(a.id),
+                }
+                for a in anomalies
+            ]
+            return context
+        events = rv.group_events(anomalies, verdicts)
+        detector = self.review.detector(batch.model_name, batch.model_version)
+        context["events"] = events
+        context["contributions"] = rv.contributions_figure(events)
+        context["check"] = rv.rate_check(
+            promise, batch, len(events), self.review.series_span(batch, detector)
+        )
+        if scored is not None and scored.values is not None:
+            res = scored.result
+            x = res.timestamps if res.timestamps is not None else np.arange(res.n_records)
+            context["chart"] = rv.series_figure(
+                res.columns, scored.values, x, res.scores, res.threshold, events
+            )
+        return context
+
+    def _image(self, batch_id: int, anomaly_id: int, overlay: bool) -> Response:
+        anomaly = self.store.get_anomaly(anomaly_id)
+        if anomaly.batch_id != batch_id:
+            raise HTTPException(404, "no such image in this batch")
+        batch = self.store.get_batch(batch_id)
+        if overlay:
+            png = self.review.overlay_png(batch, anomaly)
+        else:
+            png = self.review.image_png(batch, anomaly.record_key)
+        if png is None:
+            raise HTTPException(404, "the image (or its error map) is no longer where it was scored")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    def batch_image(self, batch_id: int, anomaly_id: int) -> Response:
+        return self._image(batch_id, anomaly_id, overlay=False)
+
+    def batch_overlay(self, batch_id: int, anomaly_id: int) -> Response:
+        return self._image(batch_id, anomaly_id, overlay=True)
+
+    def anomaly_page(self, request: Request, anomaly_id: int) -> HTMLResponse:
+        anomaly = self.store.get_anomaly(anomaly_id)
+        batch = self.store.get_batch(anomaly.batch_id)
+        errors = anomaly.details.get("column_errors") or {}
+        total = sum(v for v in errors.values() if v is not None)
+        shares = {k: (v / total if total and v is not None else None) for k, v in errors.items()}
+        return self.render(
+            request,
+            "anomaly.html",
+            anomaly=anomaly,
+            batch=batch,
+            feedback=self.review.verdicts(anomaly.model_name).get(anomaly.id),
+            column_errors=errors,
+            shares=shares,
+            map_url=self.review.report_url(anomaly.details.get("error_map")),
+            image_url=f"/batches/{batch.id}/images/{anomaly.id}.png",
+            overlay_url=f"/batches/{batch.id}/overlays/{anomaly.id}.png",
+            verdicts=VERDICTS,
+        )
+
+    def models_page(self, request: Request) -> HTMLResponse:
+        try:
+            versions, problem = list(self.list_models()), None
+        except AemonError as exc:
+            versions, problem = [], safe_text(exc, 300)
+        return self.render(request, "models.html", models=self._model_views(versions), problem=problem)
+
+    def _model_views(self, versions: Sequence[Any]) -> list[dict[str, Any]]:
+        batches = [b for b in self.store.list_batches(limit=10_000) if b.status == "done"]
+        by_name: dict[str, list[Any]] = {}
+        for v in versions:
+            by_name.setdefault(v.name, []).append(v)
+        views = []
+        for name, vs in by_name.items():
+            feedback = self.store.list_feedback(model_name=name)
+            rows = []
+            for v in vs:
+                mine = [b for b in batches if b.model_name == name and b.model_version == v.version]
+                promise = self.review.promise(name, v.version)
+                marks = [f.verdict for f in feedback if f.model_version == v.version]
+                observed, check = self._observed(promise, mine)
+                rows.append(
+                    {
+                        "info": v,
+                        "promise": promise,
+                        "n_batches": len(mine),
+                        "observed": observed,
+                        "check": check,
+                        "n_false": marks.count("false_positive"),
+                        "n_true": marks.count("true_positive"),
+                    }
+                )
+            views.append({"name": name, "versions": rows})
+        return views
+
+    def _observed(self, promise: rv.Promise | None, mine: list[Batch]) -> tuple[str, Any]:
+        """A version's alarms over every batch it scored, and the check against its promise."""
+        if not mine:
+            return "no batches scored", None
+        n_records = sum(b.n_records for b in mine)
+        n_flagged = sum(b.n_flagged for b in mine)
+        if promise is None or promise.budget is None:
+            text = f"{n_flagged} of {n_records} records flagged ({100 * n_flagged / max(n_records, 1):.2f} %)"
+            if promise is None or promise.target_fpr is None:
+                return text, None
+            block = promise.window if promise.modality == "timeseries" else 1
+            return text, rv.drift.flag_rate_check(n_flagged, n_records, promise.target_fpr, block_size=block)
+        detector = self.review.detector(mine[0].model_name, mine[0].model_version)
+        n_events, days = 0, pd.Timedelta(0)
+        for b in mine:
+            n_events += len(rv.group_events(self.store.list_anomalies(batch_id=b.id, limit=None)))
+            span = self.review.series_span(b, detector)
+            if span is None:
+                return f"{n_events}+ alarms (a batch file is gone: span unknown)", None
+            days += span
+        check = rv.drift.event_rate_check(n_events, days, promise.budget)
+        return f"{n_events} alarms in {days / pd.Timedelta(days=1):.3g} days", check
+
+    # -- writing --
+
+    async def give_feedback(self, request: Request, anomaly_id: int) -> RedirectResponse:
+        form = await read_form(request)
+        self.auth.check_write(request, form)
+        verdict = form.get("verdict", "")
+        if verdict not in VERDICTS:
+            raise HTTPException(400, f"verdict must be one of {', '.join(VERDICTS)}")
+        note = form.get("note", "").strip()[:MAX_NOTE_CHARS] or None
+        earlier = await run_in_threadpool(self.store.verdict_of, anomaly_id)
+        await run_in_threadpool(self.store.add_feedback, anomaly_id, verdict, note)
+        words = "true alarm" if verdict == "true_positive" else "false alarm"
+        text = f"Anomaly {anomaly_id} marked as a {words}."
+        if earlier is not None and earlier != verdict:
+            text += f" It replaces the earlier verdict ({earlier})."
+        back = _local_path(form.get("next", "") or f"/anomalies/{anomaly_id}")
+        return RedirectResponse(f"{back}?note={self.flash('ok', text)}", status_code=303)
+
+    async def recalibrate_model(self, request: Request, name: str) -> RedirectResponse:
+        form = await read_form(request)
+        self.auth.check_write(request, form)
+        if self.recalibrate is None:
+            raise HTTPException(404, "recalibration is not available in this app")
+        try:
+            version = await run_in_threadpool(self.recalibrate, name)
+        except AemonError as exc:
+            key = self.flash("error", f"Recalibration of {name} failed: {safe_text(exc, 500)}")
+        else:
+            status = "champion" if version.promoted else "not champion"
+            key = self.flash(
+                "ok",
+                f"Registered {version.name}/{version.version} (threshold {version.threshold:.4g}, "
+                f"{status}): {version.reason}",
+            )
+        return RedirectResponse(f"/models?note={key}#model-{quote(name, safe='')}", status_code=303)
+
+    # -- signing in --
+
+    def signin_page(self, request: Request) -> HTMLResponse:
+        target = _local_path(request.query_params.get("next", ""))
+        return self.render(request, "signin.html", failed=False, next=target)
+
+    async def signin(self, request: Request) -> Response:
+        form = await read_form(request)
+        if not self.auth.enabled:
+            raise HTTPException(403, "read-only: start aemon ui with AEMON_UI_TOKEN set to allow writes")
+        if not same_origin(request):
+            raise HTTPException(403, "refused: the request comes from another site")
+        target = _local_path(form.get("next", ""))
+        if not self.auth.token_ok(form.get("token", "")) or self.auth.session is None:
+            return self.render(request, "signin.html", status=403, failed=True, next=target)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, self.auth.session, httponly=True, samesite="strict", path="/")
+        return response
+
+    async def signout(self, request: Request) -> RedirectResponse:
+        if not same_origin(request):
+            raise HTTPException(403, "refused: the request comes from another site")
+        response = RedirectResponse("/batches", status_code=303)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    # -- files --
+
+    def plotly(self) -> Response:
+        return Response(
+            self.plotly_js.read_bytes(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    def static_file(self, name: str) -> Response:
+        kinds = {".css": "text/css", ".js": "text/javascript"}
+        item = self.static / name
+        suffix = Path(name).suffix
+        if "/" in name or suffix not in kinds or not item.is_file():
+            raise HTTPException(404, "not found")
+        return Response(item.read_bytes(), media_type=kinds[suffix], headers={"Cache-Control": "no-cache"})
+
+    def report_file(self, path: str) -> FileResponse:
+        root = self.review.reports_root
+        try:
+            target = (root / path).resolve(strict=True)
+            target.relative_to(root)  # no way out: '..', absolute parts and links are resolved first
+        except (OSError, ValueError, RuntimeError):
+            raise HTTPException(404, "no such report file") from None
+        if not target.is_file() or target.suffix.lower() not in _REPORT_TYPES:
+            raise HTTPException(404, "no such report file")
+        return FileResponse(target, media_type=_REPORT_TYPES[target.suffix.lower()])
+
+
+async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
+    """A strict Content-Security-Policy (nothing outside the app, no inline script) on every
+    page; the reports' own, sandboxed one on report files."""
+    response: Response = await call_next(request)
+    is_report = request.url.path.startswith("/reports/")
+    response.headers["Content-Security-Policy"] = _REPORT_CSP if is_report else _PAGE_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if not is_report:
+        response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
 def create_app(
     *,
     database_url: str | None = None,
@@ -174,20 +501,11 @@ def create_app(
     flow; None hides the action). `load_detector` and `list_models` default to the
     registry's; `allowed_hosts`: Host headers answered (DNS rebinding); `warm_up`: load the
     models of the newest batches in the background at start (the first page then comes fast)."""
-    from aemon import config
+    from aemon import config, registry
 
-    if load_detector is None or list_models is None:
-        from aemon import registry
-
-        load_detector = load_detector or registry.load_detector
-        list_models = list_models or registry.list_models
     store = AnomalyStore(database_url)
-    review = rv.Review(store, reports_root or config.reports_dir(), load_detector)
-    auth = Auth(token)
-    env = _templates()
-    plotly_js = importlib.resources.files("plotly") / "package_data" / "plotly.min.js"
-    static = importlib.resources.files("aemon.ui") / "static"
-    flashes: dict[str, tuple[str, str]] = {}
+    review = rv.Review(store, reports_root or config.reports_dir(), load_detector or registry.load_detector)
+    pages = Pages(store, review, Auth(token), list_models or registry.list_models, recalibrate)
 
     def warm() -> None:
         try:
@@ -204,327 +522,29 @@ def create_app(
 
     app = FastAPI(title="aemon", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        response: Response = await call_next(request)
-        is_report = request.url.path.startswith("/reports/")
-        response.headers["Content-Security-Policy"] = _REPORT_CSP if is_report else _PAGE_CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
-        if not is_report:
-            response.headers["X-Frame-Options"] = "DENY"
-        return response
-
-    def flash(kind: str, text: str) -> str:
-        key = secrets.token_urlsafe(8)
-        flashes[key] = (kind, text)
-        while len(flashes) > 100:
-            flashes.pop(next(iter(flashes)))
-        return key
-
-    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        note = flashes.pop(request.query_params.get("note", ""), None)
-        page = env.get_template(name).render(
-            request_path=request.url.path,
-            auth_enabled=auth.enabled,
-            signed_in=auth.signed_in(request),
-            csrf=auth.csrf if auth.signed_in(request) else "",
-            can_recalibrate=recalibrate is not None,
-            version=__version__,
-            flash=note,
-            **context,
-        )
-        return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return render(
-            request, "error.html", status=exc.status_code, status_code=exc.status_code, message=exc.detail
-        )
-
-    @app.exception_handler(StoreError)
-    async def store_error(request: Request, exc: StoreError) -> Response:
-        return render(request, "error.html", status=404, status_code=404, message=safe_text(exc))
-
-    # -- reading --
-
-    @app.get("/")
-    def home() -> RedirectResponse:
-        return RedirectResponse("/batches", status_code=303)
-
-    @app.get("/batches", response_class=HTMLResponse)
-    def batches(request: Request, limit: int = 100) -> HTMLResponse:
-        rows = review.batch_rows(max(1, min(limit, 1000)))
-        return render(request, "batches.html", rows=rows, limit=limit)
-
-    @app.get("/batches/{batch_id}", response_class=HTMLResponse)
-    def batch_page(request: Request, batch_id: int) -> HTMLResponse:
-        batch = store.get_batch(batch_id)
-        report = store.drift_report_of(batch_id)
-        anomalies = store.list_anomalies(batch_id=batch_id, limit=None) if batch.status == "done" else []
-        feedback = review.verdicts(batch.model_name)
-        verdicts = {k: f.verdict for k, f in feedback.items()}
-        promise = review.promise(batch.model_name, batch.model_version) if batch.status == "done" else None
-        context: dict[str, Any] = {
-            "batch": batch,
-            "report": report,
-            "report_url": review.report_url(report.html_path) if report else None,
-            "drift_details": report.details if report else {},
-            "promise": promise,
-            "anomalies": anomalies,
-            "verdicts": verdicts,
-            "events": [],
-            "chart": None,
-            "contributions": None,
-            "check": None,
-            "file_note": None,
-            "images": [],
-            "batch_path": None,
-        }
-        if batch.status == "done" and promise is not None:
-            scored = None
-            try:
-                scored = review.scored(batch)
-            except AemonError as exc:
-                context["file_note"] = f"the batch file could not be scored again: {safe_text(exc, 300)}"
-            if scored is None and context["file_note"] is None:
-                context["file_note"] = (
-                    f"the batch file is no longer at {batch.source} (nor in {rv.DONE_DIR}/ beside it) "
-                    "with the same content: showing the stored flagged records only"
-                )
-            context["batch_path"] = str(scored.path) if scored else None
-            if promise.modality == "timeseries":
-                events = rv.group_events(anomalies, verdicts)
-                context["events"] = events
-                context["contributions"] = rv.contributions_figure(events)
-                span = review.series_span(batch, review.detector(batch.model_name, batch.model_version))
-                context["check"] = rv.rate_check(promise, batch, len(events), span)
-                if scored is not None and scored.values is not None:
-                    res = scored.result
-                    x = res.timestamps if res.timestamps is not None else np.arange(res.n_records)
-                    context["chart"] = rv.series_figure(
-                        res.columns, scored.values, x, res.scores, res.threshold, events
-                    )
-            else:
-                context["check"] = rv.rate_check(promise, batch, 0, None)
-                context["images"] = [
-                    {
-                        "anomaly": a,
-                        "map_url": review.report_url(a.details.get("error_map")),
-                        "image_url": f"/batches/{batch.id}/images/{a.id}.png" if scored else None,
-                        "overlay_url": f"/batches/{batch.id}/overlays/{a.id}.png" if scored else None,
-                        "verdict": verdicts.get(a.id),
-                    }
-                    for a in anomalies
-                ]
-        return render(request, "batch.html", **context)
-
-    @app.get("/batches/{batch_id}/images/{anomaly_id}.png")
-    def batch_image(batch_id: int, anomaly_id: int) -> Response:
-        anomaly = store.get_anomaly(anomaly_id)
-        if anomaly.batch_id != batch_id:
-            raise HTTPException(404, "no such image in this batch")
-        png = review.image_png(store.get_batch(batch_id), anomaly.record_key)
-        if png is None:
-            raise HTTPException(404, "the batch's images are no longer where they were scored")
-        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
-
-    @app.get("/batches/{batch_id}/overlays/{anomaly_id}.png")
-    def batch_overlay(batch_id: int, anomaly_id: int) -> Response:
-        anomaly = store.get_anomaly(anomaly_id)
-        if anomaly.batch_id != batch_id:
-            raise HTTPException(404, "no such image in this batch")
-        png = review.overlay_png(store.get_batch(batch_id), anomaly)
-        if png is None:
-            raise HTTPException(404, "the image or its error map is no longer there")
-        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
-
-    @app.get("/anomalies/{anomaly_id}", response_class=HTMLResponse)
-    def anomaly_page(request: Request, anomaly_id: int) -> HTMLResponse:
-        anomaly = store.get_anomaly(anomaly_id)
-        batch = store.get_batch(anomaly.batch_id)
-        feedback = review.verdicts(anomaly.model_name).get(anomaly.id)
-        errors = anomaly.details.get("column_errors") or {}
-        total = sum(v for v in errors.values() if v is not None)
-        shares = {k: (v / total if total and v is not None else None) for k, v in errors.items()}
-        return render(
-            request,
-            "anomaly.html",
-            anomaly=anomaly,
-            batch=batch,
-            feedback=feedback,
-            column_errors=errors,
-            shares=shares,
-            map_url=review.report_url(anomaly.details.get("error_map")),
-            image_url=f"/batches/{batch.id}/images/{anomaly.id}.png",
-            overlay_url=f"/batches/{batch.id}/overlays/{anomaly.id}.png",
-            verdicts=VERDICTS,
-        )
-
-    @app.get("/models", response_class=HTMLResponse)
-    def models_page(request: Request) -> HTMLResponse:
-        assert list_models is not None
-        try:
-            versions = list(list_models())
-            problem = None
-        except AemonError as exc:
-            versions, problem = [], safe_text(exc, 300)
-        return render(request, "models.html", models=_model_views(versions), problem=problem)
-
-    def _model_views(versions: Sequence[Any]) -> list[dict[str, Any]]:
-        batches = [b for b in store.list_batches(limit=10_000) if b.status == "done"]
-        by_name: dict[str, list[Any]] = {}
-        for v in versions:
-            by_name.setdefault(v.name, []).append(v)
-        views = []
-        for name, vs in by_name.items():
-            feedback = store.list_feedback(model_name=name)
-            rows = []
-            for v in vs:
-                mine = [b for b in batches if b.model_name == name and b.model_version == v.version]
-                promise = review.promise(name, v.version)
-                marks = [f for f in feedback if f.model_version == v.version]
-                observed, check = _observed(promise, mine)
-                rows.append(
-                    {
-                        "info": v,
-                        "promise": promise,
-                        "n_batches": len(mine),
-                        "observed": observed,
-                        "check": check,
-                        "n_false": sum(f.verdict == "false_positive" for f in marks),
-                        "n_true": sum(f.verdict == "true_positive" for f in marks),
-                    }
-                )
-            views.append({"name": name, "versions": rows})
-        return views
-
-    def _observed(promise: rv.Promise | None, mine: list[Any]) -> tuple[str, Any]:
-        if not mine:
-            return "no batches scored", None
-        n_records = sum(b.n_records for b in mine)
-        n_flagged = sum(b.n_flagged for b in mine)
-        if promise is None or promise.budget is None:
-            text = f"{n_flagged} of {n_records} records flagged ({100 * n_flagged / max(n_records, 1):.2f} %)"
-            if promise is None or promise.target_fpr is None:
-                return text, None
-            block = promise.window if promise.modality == "timeseries" else 1
-            return text, rv.drift.flag_rate_check(n_flagged, n_records, promise.target_fpr, block_size=block)
-        detector = review.detector(mine[0].model_name, mine[0].model_version)
-        n_events, days = 0, pd.Timedelta(0)
-        for b in mine:
-            n_events += len(rv.group_events(store.list_anomalies(batch_id=b.id, limit=None)))
-            span = review.series_span(b, detector)
-            if span is None:
-                return f"{n_events}+ alarms (a batch file is gone: span unknown)", None
-            days += span
-        check = rv.drift.event_rate_check(n_events, days, promise.budget)
-        return f"{n_events} alarms in {days / pd.Timedelta(days=1):.3g} days", check
-
-    # -- writing --
-
-    @app.post("/anomalies/{anomaly_id}/feedback")
-    async def give_feedback(request: Request, anomaly_id: int) -> RedirectResponse:
-        form = await read_form(request)
-        auth.check_write(request, form)
-        verdict = form.get("verdict", "")
-        if verdict not in VERDICTS:
-            raise HTTPException(400, f"verdict must be one of {', '.join(VERDICTS)}")
-        note = form.get("note", "").strip()[:MAX_NOTE_CHARS] or None
-        earlier = await run_in_threadpool(store.verdict_of, anomaly_id)
-        await run_in_threadpool(store.add_feedback, anomaly_id, verdict, note)
-        words = "true alarm" if verdict == "true_positive" else "false alarm"
-        text = f"Anomaly {anomaly_id} marked as a {words}."
-        if earlier is not None and earlier != verdict:
-            text += f" It replaces the earlier verdict ({earlier})."
-        back = _local_path(form.get("next", "") or f"/anomalies/{anomaly_id}")
-        return RedirectResponse(f"{back}?note={flash('ok', text)}", status_code=303)
-
-    @app.post("/models/{name}/recalibrate")
-    async def recalibrate_model(request: Request, name: str) -> RedirectResponse:
-        form = await read_form(request)
-        auth.check_write(request, form)
-        if recalibrate is None:
-            raise HTTPException(404, "recalibration is not available in this app")
-        try:
-            version = await run_in_threadpool(recalibrate, name)
-        except AemonError as exc:
-            key = flash("error", f"Recalibration of {name} failed: {safe_text(exc, 500)}")
-        else:
-            status = "champion" if version.promoted else "not champion"
-            key = flash(
-                "ok",
-                f"Registered {version.name}/{version.version} (threshold {version.threshold:.4g}, "
-                f"{status}): {version.reason}",
-            )
-        return RedirectResponse(f"/models?note={key}#model-{quote(name, safe='')}", status_code=303)
-
-    # -- signing in --
-
-    @app.get("/signin", response_class=HTMLResponse)
-    def signin_page(request: Request) -> HTMLResponse:
-        return render(
-            request, "signin.html", failed=False, next=_local_path(request.query_params.get("next", ""))
-        )
-
-    @app.post("/signin", response_model=None)
-    async def signin(request: Request) -> Response:
-        form = await read_form(request)
-        if not auth.enabled:
-            raise HTTPException(403, "read-only: start aemon ui with AEMON_UI_TOKEN set to allow writes")
-        if not same_origin(request):
-            raise HTTPException(403, "refused: the request comes from another site")
-        if not auth.token_ok(form.get("token", "")):
-            return render(
-                request, "signin.html", status=403, failed=True, next=_local_path(form.get("next", ""))
-            )
-        response = RedirectResponse(_local_path(form.get("next", "")), status_code=303)
-        assert auth.session is not None
-        response.set_cookie(COOKIE, auth.session, httponly=True, samesite="strict", path="/")
-        return response
-
-    @app.post("/signout")
-    async def signout(request: Request) -> RedirectResponse:
-        if not same_origin(request):
-            raise HTTPException(403, "refused: the request comes from another site")
-        response = RedirectResponse("/batches", status_code=303)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
-        return response
-
-    # -- files --
-
-    @app.get("/static/plotly.min.js")
-    def plotly() -> Response:
-        return Response(
-            plotly_js.read_bytes(),
-            media_type="text/javascript",
-            headers={"Cache-Control": "public, max-age=86400"},
-        )
-
-    @app.get("/static/{name}")
-    def static_file(name: str) -> Response:
-        kinds = {".css": "text/css", ".js": "text/javascript"}
-        item = static / name
-        suffix = Path(name).suffix
-        if "/" in name or suffix not in kinds or not item.is_file():
-            raise HTTPException(404, "not found")
-        return Response(item.read_bytes(), media_type=kinds[suffix], headers={"Cache-Control": "no-cache"})
-
-    @app.get("/reports/{path:path}")
-    def report_file(path: str) -> FileResponse:
-        root = review.reports_root
-        try:
-            target = (root / path).resolve(strict=True)
-            target.relative_to(root)  # no way out: '..', absolute parts and links are resolved first
-        except (OSError, ValueError, RuntimeError):
-            raise HTTPException(404, "no such report file") from None
-        if not target.is_file() or target.suffix.lower() not in _REPORT_TYPES:
-            raise HTTPException(404, "no such report file")
-        return FileResponse(target, media_type=_REPORT_TYPES[target.suffix.lower()])
-
-    app.state.store = store
-    app.state.review = review
+    app.middleware("http")(security_headers)
+    app.add_exception_handler(HTTPException, pages.http_error)
+    app.add_exception_handler(StoreError, pages.store_error)
+    routes: list[tuple[str, Callable[..., Any], str]] = [
+        ("/", pages.home, "GET"),
+        ("/batches", pages.batches, "GET"),
+        ("/batches/{batch_id}", pages.batch_page, "GET"),
+        ("/batches/{batch_id}/images/{anomaly_id}.png", pages.batch_image, "GET"),
+        ("/batches/{batch_id}/overlays/{anomaly_id}.png", pages.batch_overlay, "GET"),
+        ("/anomalies/{anomaly_id}", pages.anomaly_page, "GET"),
+        ("/anomalies/{anomaly_id}/feedback", pages.give_feedback, "POST"),
+        ("/models", pages.models_page, "GET"),
+        ("/models/{name}/recalibrate", pages.recalibrate_model, "POST"),
+        ("/signin", pages.signin_page, "GET"),
+        ("/signin", pages.signin, "POST"),
+        ("/signout", pages.signout, "POST"),
+        ("/static/plotly.min.js", pages.plotly, "GET"),
+        ("/static/{name}", pages.static_file, "GET"),
+        ("/reports/{path:path}", pages.report_file, "GET"),
+    ]
+    for path, endpoint, method in routes:
+        app.add_api_route(path, endpoint, methods=[method], response_model=None)
+    app.state.store, app.state.review = store, review
     return app
 
 

@@ -66,7 +66,7 @@ def promise_of(detector: Detector) -> Promise:
     return Promise(
         modality=detector.modality_,
         budget=budget,
-        target_fpr=None if budget is not None else drift.promised_fpr(detector),
+        target_fpr=None if budget is not None else detector.threshold_info_.promised_fpr,
         window=int(detector.window),
         threshold=float(detector.threshold_),
         method=detector.threshold_info_.method,
