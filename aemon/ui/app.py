@@ -246,10 +246,13 @@ class Pages:
     ) -> dict[str, Any]:
         """What a done batch's page draws: its chart and events, or its flagged images."""
         scored, note = None, None
-        try:
-            scored = self.review.scored(batch)
-        except AemonError as exc:
-            note = f"the batch file could not be scored again: {safe_text(exc, 300)}"
+        if batch.n_records > rv.MAX_RESCORED_RECORDS:
+            note = f"{batch.n_records} records are too many to draw here: showing the flagged records only"
+        else:
+            try:
+                scored = self.review.scored(batch)
+            except AemonError as exc:
+                note = f"the batch file could not be scored again: {safe_text(exc, 300)}"
         if scored is None and note is None:
             note = (
                 f"the batch file is no longer at {batch.source} (nor in {rv.DONE_DIR}/ beside it) "

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 MAX_CHART_POINTS = 4_000  # per panel; longer series are drawn as min/max envelopes
 MAX_CHART_EVENTS = 200  # shading more makes the chart slow and unreadable
+MAX_RESCORED_RECORDS = 2_000_000  # larger batches are not scored again for their page
 
 
 # --- the model's promise ------------------------------------------------------------------------
@@ -453,10 +454,11 @@ class Review:
         return found
 
     def series_span(self, batch: Batch, detector: Detector) -> pd.Timedelta | None:
-        """First to last timestamp of a series batch (None: no file or no time column)."""
+        """First to last timestamp of a series batch (None: no file, no time column, or too
+        many records to read for a page)."""
 
         def read() -> pd.Timedelta | None:
-            path = self.batch_file(batch)
+            path = self.batch_file(batch) if batch.n_records <= MAX_RESCORED_RECORDS else None
             if path is None:
                 return None
             from aemon.data.timeseries import load_series

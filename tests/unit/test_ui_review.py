@@ -4,6 +4,7 @@ redirect targets and the sign-in keys (the pages themselves: tests/integration/t
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,3 +78,30 @@ def test_loopback_servers_answer_only_to_loopback_names() -> None:
     assert "evil.example" not in allowed_hosts_for("127.0.0.1")
     assert "localhost" in allowed_hosts_for("127.0.0.1")
     assert allowed_hosts_for("0.0.0.0") == ["*"]
+
+
+def test_a_batch_file_is_found_where_scored_or_in_done_and_only_with_its_content(
+    tmp_path: Path,
+) -> None:
+    from aemon.batches import batch_sha256
+    from aemon.store import AnomalyStore, Batch
+    from aemon.ui.review import Review
+
+    inbox = tmp_path / "inbox"
+    (inbox / "done").mkdir(parents=True)
+    source = inbox / "a.csv"
+    source.write_text("timestamp,x\n2026-01-01,1\n")
+    sha = batch_sha256(source)
+
+    def batch(i: int) -> Batch:
+        return Batch(i, str(source), sha, "m", "1", "done", 1, 0, None, T0, T0)
+
+    with AnomalyStore(f"sqlite:///{tmp_path / 'aemon.db'}") as store:
+        review = Review(store, tmp_path / "reports", lambda ref: (None, None))
+        assert review.batch_file(batch(1)) == source
+        moved = inbox / "done" / "a.20260101T000000000000.csv"  # move_batch's name when a.csv was taken
+        (inbox / "done" / "a.csv").write_text("other content\n")
+        source.rename(moved)
+        assert review.batch_file(batch(2)) == moved
+        moved.write_text("changed\n")
+        assert review.batch_file(batch(3)) is None
