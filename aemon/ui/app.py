@@ -99,8 +99,7 @@ class Auth:
             raise HTTPException(403, "refused: the request comes from another site")
         if not self.signed_in(request):
             raise HTTPException(403, "sign in with the token first")
-        assert self.csrf is not None
-        if not hmac.compare_digest(form.get("csrf", "").encode(), self.csrf.encode()):
+        if self.csrf is None or not hmac.compare_digest(form.get("csrf", "").encode(), self.csrf.encode()):
             raise HTTPException(403, "refused: the form's CSRF key is missing or wrong (reload the page)")
 
 
@@ -136,7 +135,6 @@ def _templates() -> jinja2.Environment:
     )
     env.filters["when"] = _when
     env.filters["num"] = _num
-    env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.2f} %"
     env.filters["urlpart"] = lambda v: quote(str(v), safe="")
     return env
 
@@ -199,10 +197,9 @@ class Pages:
         return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return self.render(
-            request, "error.html", status=exc.status_code, status_code=exc.status_code, message=exc.detail
-        )
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        message = exc.detail if isinstance(exc, HTTPException) else safe_text(exc, 300)
+        return self.render(request, "error.html", status=status, status_code=status, message=message)
 
     async def store_error(self, request: Request, exc: Exception) -> Response:
         return self.render(request, "error.html", status=404, status_code=404, message=safe_text(exc))

@@ -342,6 +342,8 @@ def contributions_figure(events: Sequence[EventView]) -> dict[str, Any] | None:
 
 
 class _Lru(OrderedDict[Hashable, Any]):
+    """A bounded, thread-safe cache of what pages read (batch versions and files do not change)."""
+
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
@@ -353,6 +355,8 @@ class _Lru(OrderedDict[Hashable, Any]):
                 self.move_to_end(key)
                 return self[key]
         value = make()
+        if value is None:  # not found (yet): asked again next time
+            return None
         with self.lock:
             self[key] = value
             while len(self) > self.size:
