@@ -13,6 +13,7 @@ one machine with no configuration; each setting can point to a server instead:
 | `AEMON_ALERT_MAX_PER_HOUR` | 12 alerts per model per hour (0: no limit) |
 | `AEMON_REPORT_RETENTION` | `30d`: older report files are removed (`500`: keep 500 per model; `off`) |
 | `AEMON_BENCH_DATA` | `<repo>/../shared/data`: benchmark data (never downloaded) |
+| `AEMON_UI_TOKEN` | unset: `aemon ui` is read-only (feedback and recalibration need the token) |
 
 This module is the only one that reads or changes the environment. Importing it (or any aemon
 module) changes nothing: `apply_environment_defaults()` is called by the application once,
@@ -138,6 +139,12 @@ def apply_output_defaults(verbose: bool) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+
+
+def ui_token() -> str | None:
+    """The token `aemon ui` asks before any write; None (unset or blank): read-only."""
+    token = os.environ.get("AEMON_UI_TOKEN", "").strip()
+    return token or None
 
 
 def apply_environment_defaults() -> None:

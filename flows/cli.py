@@ -666,6 +666,45 @@ def _open_in_browser(path: Path) -> None:
     err_console.print(f"Opened {escape(safe_text(path.resolve()))} in the browser.")
 
 
+@app.command()
+@friendly_errors
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it to this machine.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+) -> None:
+    """Review in the browser: batches, a batch's events or flagged images, anomalies with
+    true / false alarm buttons, models with their promise and a recalibrate action.
+
+    Feedback and recalibration need the token in AEMON_UI_TOKEN (the browser signs in with
+    it once); without it the UI is read-only.
+    """
+    _guard_children()
+    import uvicorn
+
+    from aemon import config
+    from aemon.ui.app import LOCAL_HOSTS, allowed_hosts_for, create_app
+
+    def recalibrate_champion(name: str) -> Any:
+        from flows.recalibrate import recalibrate as recalibrate_flow
+
+        return recalibrate_flow(name)
+
+    token = config.ui_token()
+    web = create_app(
+        token=token, recalibrate=recalibrate_champion, allowed_hosts=allowed_hosts_for(host), warm_up=True
+    )
+    mode = "writes need AEMON_UI_TOKEN" if token else "read-only: AEMON_UI_TOKEN is not set"
+    err_console.print(f"aemon ui on http://{escape(host)}:{port}/ ({mode}). Ctrl-C stops.")
+    if host not in LOCAL_HOSTS:
+        err_console.print(
+            "[yellow]warning:[/] listening beyond this machine over plain HTTP: anyone who can "
+            "reach it sees the data, and the token crosses the network unencrypted"
+        )
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
 class Suite(StrEnum):
     quality = "quality"
     speed = "speed"

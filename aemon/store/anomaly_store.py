@@ -367,6 +367,15 @@ class AnomalyStore:
         with self._transaction("listing anomalies") as conn:
             return [Anomaly(**row._asdict()) for row in conn.execute(stmt)]
 
+    def get_anomaly(self, anomaly_id: int) -> Anomaly:
+        """The flagged record `anomaly_id`; StoreError if there is none."""
+        t = anomalies_table
+        with self._transaction(f"reading anomaly {anomaly_id}") as conn:
+            row = conn.execute(sa.select(t).where(t.c.id == anomaly_id)).one_or_none()
+        if row is None:
+            raise StoreError(f"anomaly {anomaly_id} does not exist in {self.url}")
+        return Anomaly(**row._asdict())
+
     # -- feedback --
 
     def add_feedback(self, anomaly_id: int, verdict: str, note: str | None = None) -> int:
@@ -478,6 +487,18 @@ class AnomalyStore:
             stmt = stmt.where(batches_table.c.model_name == model_name)
         with self._transaction("listing drift reports") as conn:
             return [DriftReportRow(**row._asdict()) for row in conn.execute(stmt)]
+
+    def drift_report_of(self, batch_id: int) -> DriftReportRow | None:
+        """The drift report of one batch, None when it has none."""
+        d = drift_reports_table
+        stmt = (
+            sa.select(*d.c, batches_table.c.model_name, batches_table.c.model_version)
+            .join(batches_table, batches_table.c.id == d.c.batch_id)
+            .where(d.c.batch_id == batch_id)
+        )
+        with self._transaction(f"reading the drift report of batch {batch_id}") as conn:
+            row = conn.execute(stmt).one_or_none()
+        return DriftReportRow(**row._asdict()) if row is not None else None
 
     # -- alerts --
 

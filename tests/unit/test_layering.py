@@ -30,6 +30,10 @@ RULES = [
     pytest.param("apprise", ("alerts*",), id="apprise: alerts only"),
     pytest.param("sqlalchemy", ("store*", "migrations"), id="sqlalchemy: store and migrations"),
     pytest.param("alembic", ("store*", "migrations"), id="alembic: store and migrations"),
+    pytest.param("fastapi", ("ui",), id="fastapi: ui only"),
+    pytest.param("starlette", ("ui",), id="starlette: ui only"),
+    pytest.param("jinja2", ("ui",), id="jinja2: ui only"),
+    pytest.param("uvicorn", (), id="uvicorn: never in the library (the CLI serves the app)"),
 ]
 
 
