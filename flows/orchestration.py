@@ -43,7 +43,7 @@ def flow(**options: Any) -> Callable[[Callable[..., Any]], Any]:
         return _plain()
     from prefect import flow as prefect_flow
 
-    return prefect_flow(**options)  # type: ignore[no-any-return]
+    return prefect_flow(**options)
 
 
 def task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
@@ -56,7 +56,7 @@ def task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
 
     if options.get("cache_policy") is NO_CACHE:
         options["cache_policy"] = PREFECT_NO_CACHE
-    return prefect_task(**options)  # type: ignore[no-any-return]
+    return prefect_task(**options)
 
 
 # Stands for Prefect's NO_CACHE without importing Prefect.
