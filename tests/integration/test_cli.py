@@ -352,6 +352,7 @@ def test_serve_stops_cleanly_on_sigterm_while_it_starts(
 TWO_WEEKS = 14 * 1440
 
 
+@pytest.mark.timeout(1800)  # trains 60 epochs through the CLI: minutes on a loaded 2-core machine
 def test_no_options_find_every_incident_within_the_false_alarm_budget(
     tmp_path: Path,
     cli_env: dict[str, str],
