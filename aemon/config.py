@@ -99,6 +99,29 @@ def prefect_api_url() -> str | None:
     return os.environ.get("PREFECT_API_URL") or None
 
 
+def prefect_profile_api_url() -> str | None:
+    """`PREFECT_API_URL` of the active profile in Prefect's profiles file, if it sets one."""
+    import tomllib
+
+    home = os.environ.get("PREFECT_HOME") or str(_home_path() / "prefect")
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or Path(home) / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active")
+    url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    return str(url) if url else None
+
+
+ANNOUNCE_ENV = "AEMON_ANNOUNCE"  # set by `aemon serve` for its flow runs (child processes)
+
+
+def announce_lines() -> bool:
+    """Whether flow runs print a line per run and batch on stdout (under `aemon serve`)."""
+    return bool(os.environ.get(ANNOUNCE_ENV))
+
+
 def set_environment(**values: str | None) -> None:
     """Set environment variables for this process and its children (None: unset)."""
     for key, value in values.items():

@@ -368,6 +368,7 @@ def score(
     (exit 1).
     """
     _require_exists(data, "batch")
+    from aemon import config
     from flows.server import prefect_server
 
     api_url = prefect_server()
@@ -377,7 +378,7 @@ def score(
         run_without_prefect()
         how = "directly, without Prefect (no Prefect server configured or running)"
     else:
-        os.environ["PREFECT_API_URL"] = api_url
+        config.set_environment(PREFECT_API_URL=api_url)
         _guard_children()
         how = f"as a score-batch flow run on the Prefect server at {api_url}"
     if _verbose:
@@ -457,9 +458,10 @@ def serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    from flows.common import ANNOUNCE_ENV
+    from aemon import config
 
-    os.environ[ANNOUNCE_ENV] = "1"  # flow runs (child processes) print a line per run and batch
+    # Flow runs (child processes) print a line per run and batch.
+    config.set_environment(**{config.ANNOUNCE_ENV: "1"})
     with contextlib.suppress(KeyboardInterrupt), prefect_api() as api_url:
         from flows.score import score_inbox
 

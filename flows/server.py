@@ -52,24 +52,7 @@ def prefect_server() -> str | None:
     else the active Prefect profile's, else the local server of an `aemon serve` that is
     running on this AEMON_HOME; None when there is none (a flow run would then start Prefect's
     temporary server)."""
-    return config.prefect_api_url() or _profile_api_url() or _serve_api_url()
-
-
-def _profile_api_url() -> str | None:
-    """PREFECT_API_URL of the active profile in Prefect's profiles file, if it sets one."""
-    import tomllib
-
-    path = Path(
-        os.environ.get("PREFECT_PROFILES_PATH")
-        or Path(os.environ.get("PREFECT_HOME") or config.aemon_home() / "prefect") / "profiles.toml"
-    ).expanduser()
-    try:
-        profiles = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active")
-    url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
-    return str(url) if url else None
+    return config.prefect_api_url() or config.prefect_profile_api_url() or _serve_api_url()
 
 
 def _serve_api_url() -> str | None:

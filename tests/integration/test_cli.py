@@ -467,10 +467,11 @@ def _bad_batches(folder: Path, seed: int = 31) -> dict[str, Path]:
 
 
 def test_score_says_why_and_batches_lists_every_reason(
-    scoring_home: tuple[Path, dict[str, str]], tmp_path: Path
+    scoring_home: tuple[Path, dict[str, str]], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     home, env = scoring_home
     db = AnomalyStore(f"sqlite:///{home / 'aemon.db'}")
+    request.addfinalizer(db.close)
     bad = _bad_batches(tmp_path / "bad")
     reasons = {}
     for name, path in bad.items():
@@ -618,5 +619,5 @@ def test_quickstart_keeps_a_champion_it_did_not_train(
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         versions = registry.list_models("quickstart-ts")
     assert [(v.version, "champion" in v.aliases) for v in versions] == [("1", True)]  # nothing trained
-    store = AnomalyStore(f"sqlite:///{aemon_home / 'aemon.db'}")
-    assert {b.model_version for b in store.list_batches()} == {"1"}  # scored with the kept champion
+    with AnomalyStore(f"sqlite:///{aemon_home / 'aemon.db'}") as store:
+        assert {b.model_version for b in store.list_batches()} == {"1"}  # scored with the kept champion
