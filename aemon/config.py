@@ -99,6 +99,12 @@ def prefect_api_url() -> str | None:
     return os.environ.get("PREFECT_API_URL") or None
 
 
+def env_value(name: str) -> str | None:
+    """The raw value of an environment variable that another tool defines (Prefect's profile
+    settings) or that aemon passes to its own child processes; None when unset."""
+    return os.environ.get(name)
+
+
 def set_environment(**values: str | None) -> None:
     """Set environment variables for this process and its children (None: unset)."""
     for key, value in values.items():

@@ -6,7 +6,6 @@ of the same size but different content (a batch already scored is skipped by des
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from aemon import registry
+from aemon import config, registry
 from aemon.detector import Detector
 from aemon.errors import ScoringError
 from aemon.store import AnomalyStore
@@ -28,7 +27,7 @@ ONE_OFF_ROWS = 300  # `aemon score` on a day of 5-minute data
 def one_off_score(path: Path, model: str) -> float:
     """Wall seconds of `aemon score PATH --model MODEL` as a user runs it: a fresh process, no
     Prefect server configured (so the flow's code runs without Prefect)."""
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env = config.child_environment(without=("PREFECT_API_URL",))
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "flows.cli", "score", str(path), "--model", model],

@@ -377,7 +377,9 @@ def score(
         run_without_prefect()
         how = "directly, without Prefect (no Prefect server configured or running)"
     else:
-        os.environ["PREFECT_API_URL"] = api_url
+        from aemon.config import set_environment
+
+        set_environment(PREFECT_API_URL=api_url)
         _guard_children()
         how = f"as a score-batch flow run on the Prefect server at {api_url}"
     if _verbose:
@@ -457,9 +459,10 @@ def serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    from aemon.config import set_environment
     from flows.common import ANNOUNCE_ENV
 
-    os.environ[ANNOUNCE_ENV] = "1"  # flow runs (child processes) print a line per run and batch
+    set_environment(**{ANNOUNCE_ENV: "1"})  # flow runs (child processes) print a line per run and batch
     with contextlib.suppress(KeyboardInterrupt), prefect_api() as api_url:
         from flows.score import score_inbox
 

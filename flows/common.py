@@ -8,12 +8,12 @@ flow's code without importing it (see flows/orchestration.py).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aemon import config
 from aemon.errors import (
     CalibrationError,
     ConfigError,
@@ -88,6 +88,6 @@ def announce(message: str) -> None:
     """A line for the operator: always in the run's log, and on stdout (with the time) when
     `aemon serve` runs the flow, whose Prefect console logging stays quiet."""
     logger().info("%s", message)
-    if os.environ.get(ANNOUNCE_ENV):
+    if config.env_value(ANNOUNCE_ENV):
         sys.stdout.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} {safe_text(message)}\n")
         sys.stdout.flush()

@@ -60,14 +60,14 @@ def _profile_api_url() -> str | None:
     import tomllib
 
     path = Path(
-        os.environ.get("PREFECT_PROFILES_PATH")
-        or Path(os.environ.get("PREFECT_HOME") or config.aemon_home() / "prefect") / "profiles.toml"
+        config.env_value("PREFECT_PROFILES_PATH")
+        or Path(config.env_value("PREFECT_HOME") or config.aemon_home() / "prefect") / "profiles.toml"
     ).expanduser()
     try:
         profiles = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError):
         return None
-    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active")
+    active = config.env_value("PREFECT_PROFILE") or profiles.get("active")
     url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
     return str(url) if url else None
 
