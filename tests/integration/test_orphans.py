@@ -114,12 +114,13 @@ def bare_env(aemon_home: Path) -> dict[str, str]:
     return env
 
 
-def test_kill_9_of_aemon_score_leaves_no_prefect_server(tmp_path: Path, bare_env: dict[str, str]) -> None:
-    batch = tmp_path / "batch.csv"
-    batch.write_text("timestamp,value\n2026-01-01,1\n")
+def test_kill_9_of_a_flow_command_leaves_no_prefect_server(tmp_path: Path, bare_env: dict[str, str]) -> None:
+    """`aemon recalibrate` runs a flow, so with no Prefect configuration it starts Prefect's
+    temporary server, then waits on the silent MLflow server (a one-off `aemon score` no longer
+    starts a server at all: it runs without Prefect when none is configured or running)."""
     with _silent_tracking_server() as tracking_uri:
         env = {**bare_env, "MLFLOW_TRACKING_URI": tracking_uri}
-        _kill_and_check(["score", str(batch), "--model", "metrics"], env, tmp_path / "score.log")
+        _kill_and_check(["recalibrate", "metrics"], env, tmp_path / "recalibrate.log")
 
 
 def test_kill_9_of_aemon_serve_leaves_no_prefect_server(tmp_path: Path, bare_env: dict[str, str]) -> None:
