@@ -724,9 +724,8 @@ class Detector:
         """
         batch = self.read(data)
         samples = self._windows(batch) if isinstance(batch, SeriesBatch) else batch.images
-        if max_samples is not None and len(samples) > max_samples:
-            idx = np.sort(np.random.default_rng(seed).choice(len(samples), max_samples, replace=False))
-            samples = samples[idx]
+        if max_samples is not None:
+            samples = samples[sample_rows(len(samples), max_samples, seed)]
         return encode(self.model_, samples, self.device_)
 
     # --- persistence --------------------------------------------------------------------

@@ -417,8 +417,18 @@ class DriftResult:
             if col["drifted"] and (group is None or col["group"] == group)
         ]
 
+    def row(self) -> dict[str, Any]:
+        """The keyword arguments of `AnomalyStore.record_drift_report` for this report."""
+        return {
+            "drift_detected": self.drift_detected,
+            "drifted_share": self.drifted_share,
+            "details": self.to_dict(),
+            "html_path": str(self.html_path),
+            "json_path": str(self.json_path),
+        }
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, for the anomaly database and MLflow."""
+        """JSON-ready form, for the anomaly database."""
         return {
             "drift_detected": self.drift_detected,
             "drifted_share": self.drifted_share,

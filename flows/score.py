@@ -99,14 +99,7 @@ def monitor(
         failed = f"no drift report: {type(exc).__name__}: {safe_text(exc, 300)}"
         log.warning("%s: %s", path, failed)
         return None, flag_rate, failed
-    store.record_drift_report(
-        outcome.batch_id,
-        drift_detected=report.drift_detected,
-        drifted_share=report.drifted_share,
-        details=report.to_dict(),
-        html_path=str(report.html_path),
-        json_path=str(report.json_path),
-    )
+    store.record_drift_report(outcome.batch_id, **report.row())
     log.info(
         "%s: drift %s (%.0f %% of columns), report %s",
         path,

@@ -51,14 +51,7 @@ def run_disk(*, quick: bool = False, seed: int = 0, show_progress: bool = True) 
                 if out.result is None or out.batch_id is None:
                     raise ScoringError(f"{path}: {out.status} {out.error}")
                 report = drift.monitor_batch(out.result, profile, reports / "m" / f"{out.batch_id}")
-                store.record_drift_report(
-                    out.batch_id,
-                    drift_detected=report.drift_detected,
-                    drifted_share=report.drifted_share,
-                    details=report.to_dict(),
-                    html_path=str(report.html_path),
-                    json_path=str(report.json_path),
-                )
+                store.record_drift_report(out.batch_id, **report.row())
                 counts["flagged"] += out.n_flagged > 0
                 counts["drifted"] += report.drift_detected
                 counts["evidently"] += report.evidently_path is not None
