@@ -209,6 +209,7 @@ def run_speed(
         if flow_overhead is not None:
             flow_record = flow_overhead(det, train, tmp, main_csv)
         mnist_record = _mnist_speed(data_dir, seed, quick) if data_dir is not None else {}
+        models = _series_models(train, seed, 10_000 if quick else 100_000, tmp, show_progress)
     ratio_floor = e2e["seconds"] / forward_s
     pyod_ratio = pyod_s / e2e["seconds"]
     big = scaling[-1]
@@ -279,6 +280,22 @@ def run_speed(
             f"{flow_record['repeats']} after a warm-up): **{flow_record['one_off_cli_s']:.2f} s** "
             f"(target ≤ 3 s: {'met' if flow_record['one_off_cli_s'] <= 3 else 'not met'}).",
         ]
+    lines += [
+        "",
+        "### Speed: the series models with their defaults",
+        "",
+        f"`Detector(model=...)` with no other option, fitted on the same 20k-row series (early "
+        f"stopping decides the epochs), then `Detector.score` on {models[0]['points']:,} points "
+        "in this process (best of 2). Target: the default trains in ≤ 60 s on 2 cores.",
+        "",
+        "| model | fit (s) | epochs | score (s) | points / s |",
+        "|---|---:|---:|---:|---:|",
+        *[
+            f"| {m['model']} | {m['fit_s']:.1f} | {m['epochs']} | {m['score_s']:.2f} | "
+            f"{m['points'] / m['score_s']:,.0f} |"
+            for m in models
+        ],
+    ]
     if mnist_record:
         lines += [
             "",
@@ -310,8 +327,39 @@ def run_speed(
         "scaling": scaling,
         "flow": flow_record,
         "mnist": mnist_record,
+        "series_models": models,
     }
     return SuiteResult("speed", "\n".join(lines), record, [lambda folder: plot_scaling(scaling, folder)])
+
+
+def _series_models(
+    train: pd.DataFrame, seed: int, n_points: int, tmp: Path, show: bool
+) -> list[dict[str, Any]]:
+    """Fit time with the defaults and scoring throughput of each series model."""
+    from aemon.detector import Detector
+    from aemon.models import SEQUENCE_ARCHITECTURES
+
+    frame = pd.read_csv(write_series_csv(tmp / "models.csv", n_points, seed + 3))
+    rows = []
+    for model in progress(("dense", *SEQUENCE_ARCHITECTURES), "series models", show):
+        det = Detector(modality="timeseries", model=model, seed=seed, progress=False)
+        with timed() as fit_t:
+            det.fit(train)
+        score_s = []
+        for _ in range(2):
+            with timed() as t:
+                det.score(frame)
+            score_s.append(t.seconds)
+        rows.append(
+            {
+                "model": model,
+                "fit_s": fit_t.seconds,
+                "epochs": len(det.training_.history),
+                "score_s": min(score_s),
+                "points": n_points,
+            }
+        )
+    return rows
 
 
 def _stages(detector: Any, csv: Path) -> dict[str, float]:

@@ -101,6 +101,8 @@ def test_speed_quick(data_dir: Path, tmp_path: Path) -> None:
     assert speed["flow"]["overhead_s"] == pytest.approx(speed["flow"]["flow_s"] - speed["flow"]["direct_s"])
     assert 0 < speed["stages_s"]["read_s"] < speed["stages_s"]["score_s"]  # scoring reads, then more
     assert speed["flow"]["inbox_flow_s"] > 0 and "score-inbox" in report.markdown
+    assert [m["model"] for m in speed["series_models"]] == ["dense", "lstm", "aer"]
+    assert all(m["fit_s"] > 0 and m["epochs"] >= 1 for m in speed["series_models"])
     assert "PyOD" in report.markdown
 
 
