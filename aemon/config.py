@@ -64,6 +64,11 @@ def reports_dir() -> Path:
     return aemon_home() / "reports"
 
 
+def model_cache_dir() -> Path:
+    """Where registered versions' detectors are kept once downloaded (see aemon.registry.local)."""
+    return aemon_home() / "cache" / "models"
+
+
 def report_retention() -> str:
     """How long per-batch report files are kept (parsed by `aemon.retention.Retention`)."""
     return os.environ.get("AEMON_REPORT_RETENTION", "30d")

@@ -156,8 +156,38 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             # the terminal raw.
             err_console.print(f"[bold red]error:[/] [red]{escape(safe_text(exc))}[/]", soft_wrap=True)
             raise typer.Exit(1) from None
+        except RuntimeError as exc:
+            # Prefect's own message when its temporary server misses the start-up timeout
+            # (seen on a busy 2-core machine): say what to do instead of a traceback.
+            if "ephemeral Prefect API server" not in str(exc):
+                raise
+            err_console.print(
+                "[bold red]error:[/] [red]Prefect's temporary server did not start in time (a busy "
+                "machine?): raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a Prefect "
+                "server (`aemon serve`, or `prefect server start` and PREFECT_API_URL) and try again[/]",
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _one_off_run(flow_name: str) -> str:
+    """Run a one-off command's flow on the Prefect server that is configured (PREFECT_API_URL or
+    the profile) or running (`aemon serve`'s), or else directly without Prefect: a temporary
+    Prefect server would take longer than the work (see flows/orchestration.py). Says which."""
+    from aemon import config
+    from flows.server import prefect_server
+
+    api_url = prefect_server()
+    if api_url is None:
+        from flows.orchestration import run_without_prefect
+
+        run_without_prefect()
+        return "directly, without Prefect (no Prefect server configured or running)"
+    config.set_environment(PREFECT_API_URL=api_url)
+    _guard_children()
+    return f"as a {flow_name} flow run on the Prefect server at {api_url}"
 
 
 def _guard_children() -> None:
@@ -290,8 +320,10 @@ def train(
     _require_exists(data, "data")
     if labels is not None:
         _require_exists(labels, "labels file")
+    how = _one_off_run("train")
     err_console.print(f"Training [bold]{escape(name)}[/] on {escape(str(data))} ...")
-    _guard_children()
+    if _verbose:
+        err_console.print(f"Training {how}.")
     from flows.train import train as train_flow
 
     result = train_flow(
@@ -368,19 +400,7 @@ def score(
     (exit 1).
     """
     _require_exists(data, "batch")
-    from aemon import config
-    from flows.server import prefect_server
-
-    api_url = prefect_server()
-    if api_url is None:
-        from flows.orchestration import run_without_prefect
-
-        run_without_prefect()
-        how = "directly, without Prefect (no Prefect server configured or running)"
-    else:
-        config.set_environment(PREFECT_API_URL=api_url)
-        _guard_children()
-        how = f"as a score-batch flow run on the Prefect server at {api_url}"
+    how = _one_off_run("score-batch")
     if _verbose:
         err_console.print(f"Scoring {escape(safe_text(data))} {how}.")
     from flows.score import score_batch

@@ -1,11 +1,13 @@
-"""Prefect's `flow` and `task` decorators, or none: how `aemon score` scores one batch fast.
+"""Prefect's `flow` and `task` decorators, or none: how `aemon score` and `aemon train` run fast.
 
 With no Prefect server to talk to, a flow call starts Prefect's temporary server for the one
 run (7-10 s) after importing Prefect (about 2 s), while the batch itself takes a fraction of a
-second. So `aemon score` calls `run_without_prefect()` before it imports `flows.score` when no
-server is configured or running: `flow` and `task` then hand back the decorated functions
-themselves, and the score-batch flow runs its own code, step for step, as plain calls (no run
-record, no task retries). Anywhere else (`aemon serve`, deployments, tests) they are Prefect's.
+second, and on a busy machine the temporary server can miss its start-up timeout. So
+`aemon score` and `aemon train` call `run_without_prefect()` before they import their flow
+module when no server is configured or running: `flow` and `task` then hand back the
+decorated functions themselves, and the flow runs its own code, step for step, as plain calls
+(no run record, no task retries). Anywhere else (`aemon serve`, deployments, tests) they are
+Prefect's.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ _without_prefect = False
 def run_without_prefect() -> None:
     """Make `flow` and `task` pass-through for the flow modules imported from now on."""
     global _without_prefect
-    if "flows.score" in sys.modules and not _without_prefect:
-        raise RuntimeError("flows.score was imported with Prefect already; too late to run without it")
+    late = [m for m in ("flows.score", "flows.train") if m in sys.modules]
+    if late and not _without_prefect:
+        raise RuntimeError(f"{late[0]} was imported with Prefect already; too late to run without it")
     _without_prefect = True
 
 

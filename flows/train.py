@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
 
 from aemon import drift, registry
 from aemon.data.images import is_image_source, load_images
@@ -28,6 +26,7 @@ from aemon.errors import ConfigError, DataError
 from aemon.evaluation import evaluate_detector
 from aemon.registry import RegisteredVersion
 from flows.common import logger, retry_on_io
+from flows.orchestration import NO_CACHE, flow, task
 
 
 @dataclass

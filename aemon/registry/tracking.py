@@ -38,6 +38,7 @@ from aemon.errors import (
 from aemon.evaluation import evaluate_detector, evaluate_result
 from aemon.registry.cache import detectors, drift_references
 from aemon.registry.gate import quality_gate
+from aemon.registry.local import keep_detector, keep_drift_reference, open_detector
 from aemon.registry.plots import training_figures
 from aemon.registry.pyfunc import (
     DETECTOR_ARTIFACT,
@@ -48,33 +49,16 @@ from aemon.registry.pyfunc import (
     pip_requirements,
     predict_frame,
 )
+from aemon.registry.refs import CHALLENGER, CHAMPION, ModelRef, parse_ref
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT_NAME = "aemon"
-CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "aemon."  # prefix of every tag aemon writes
 MAX_PARAM_CHARS = 500
 
 
 # --- value classes --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """One registered model version, and the alias it was reached through (if any)."""
-
-    name: str
-    version: str
-    alias: str | None = None
-    run_id: str | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
-
-    def __str__(self) -> str:
-        return f"{self.name}/{self.version}" + (f" (@{self.alias})" if self.alias else "")
 
 
 @dataclass
@@ -420,24 +404,6 @@ def promote_version(
 # --- resolving and loading --------------------------------------------------------------------
 
 
-def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
-    """`NAME` | `NAME@alias` | `NAME/version` (optionally `models:/`-prefixed) ->
-    (name, alias, version); a bare NAME means NAME@champion."""
-    text = ref.strip().removeprefix("models:/")
-    name, alias, version = text, None, None
-    if "@" in text:
-        name, alias = text.rsplit("@", 1)
-    elif "/" in text:
-        name, version = text.rsplit("/", 1)
-        if not version.isdigit():
-            raise ConfigError(f"model version must be a number in {ref!r} (NAME/VERSION)")
-    else:
-        alias = CHAMPION
-    if not name or (alias is not None and not alias):
-        raise ConfigError(f"invalid model reference {ref!r}; expected NAME, NAME@alias or NAME/version")
-    return name, alias, version
-
-
 def resolve_ref(ref: str) -> ModelRef:
     """Find the version `ref` names; ModelNotFoundError says which part does not exist."""
     name, alias, version = parse_ref(ref)
@@ -484,26 +450,9 @@ def load_drift_reference(ref: ModelRef) -> pd.DataFrame | None:
             with tempfile.TemporaryDirectory(prefix="aemon-drift-") as tmp:
                 local = client.download_artifacts(run_id, DRIFT_REFERENCE, tmp)
                 profile = pd.read_parquet(local)
+    keep_drift_reference(profile, ref)
     drift_references.put(key, profile)
     return profile
-
-
-def _load_downloaded(folder: str, model_ref: ModelRef, device: str) -> Detector:
-    """`Detector.load`, with any failure to read the files (a tampered or truncated
-    weights.pt raises pickle or torch errors) as one ModelFormatError line."""
-    try:
-        return Detector.load(folder, device=device)
-    except ModelFormatError as exc:
-        raise ModelFormatError(f"{model_ref}: the registered detector cannot be loaded: {exc}") from exc
-    except AemonError:
-        raise
-    except Exception as exc:
-        # Only the error's type: torch's text advises loading with weights_only=False, which
-        # is exactly what must not be done with a file that someone changed.
-        raise ModelFormatError(
-            f"{model_ref}: the registered detector cannot be loaded, its files are corrupt or were "
-            f"changed ({type(exc).__name__})"
-        ) from exc
 
 
 def load_detector(ref: str, *, device: str = "auto") -> tuple[Detector, ModelRef]:
@@ -527,7 +476,8 @@ def load_detector(ref: str, *, device: str = "auto") -> tuple[Detector, ModelRef
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"{root.rstrip('/')}/artifacts/{DETECTOR_ARTIFACT}", dst_path=tmp
         )
-        detector = _load_downloaded(local, model_ref, device)
+        detector = open_detector(Path(local), model_ref, device)
+        keep_detector(Path(local), model_ref)
     detectors.put(key, detector)
     return detector, model_ref
 

@@ -13,14 +13,13 @@ from types import TracebackType
 from typing import Any, Self
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.util import CommandError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from aemon import config
 from aemon.errors import ConfigError, StoreError
 from aemon.store.engine import (
+    SCHEMA_HEAD,
     WRITE_OPTION,
     alembic_config,
     create_store_engine,
@@ -93,6 +92,9 @@ class AnomalyStore:
 
     def upgrade(self) -> str:
         """Apply every pending migration (`alembic upgrade head`); returns the revision."""
+        from alembic import command
+        from alembic.util import CommandError
+
         cfg = alembic_config()
         try:
             with self._transaction("upgrading the schema", write=True) as conn:
@@ -114,6 +116,8 @@ class AnomalyStore:
     def _ensure_schema(self) -> None:
         with self._transaction("reading the schema revision") as conn:
             current = current_heads(conn)
+        if current == {SCHEMA_HEAD}:  # up to date, the usual case: no need to load Alembic
+            return
         script = script_directory()
         heads = set(script.get_heads())
         if current == heads:

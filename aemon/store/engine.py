@@ -8,15 +8,17 @@ import re
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from aemon.errors import StoreError
 from aemon.store.values import dumps
+
+if TYPE_CHECKING:  # Alembic is imported only to migrate: opening an up-to-date store skips it
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).parents[1] / "migrations"
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -26,6 +28,8 @@ MIGRATION_LOCK_KEY = 0x61656D6F6E  # "aemon"
 # Connection option that makes SQLite start a transaction with BEGIN IMMEDIATE.
 WRITE_OPTION = "aemon_write"
 VERSION_TABLE = "alembic_version"
+# The newest migration in aemon/migrations/versions (a test checks it against Alembic's head).
+SCHEMA_HEAD = "0002"
 
 
 def create_store_engine(url: str) -> Engine:
@@ -107,6 +111,8 @@ def make_sqlite_folder(url: sa.URL) -> None:
 
 @functools.cache
 def script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -118,6 +124,8 @@ def current_heads(conn: Connection) -> set[str]:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg

@@ -1,9 +1,9 @@
 """The `aemon` command line end to end, in subprocesses: exit codes, train and models, and the
 monitoring commands (quickstart, score, anomalies, feedback, reports, db upgrade, serve).
 
-One training run uses Prefect with no configuration at all (its temporary local server, as a
-user gets it); the other points PREFECT_API_URL at the session's test server, the path a
-deployment with a real server takes.
+One training run has no configuration at all (no Prefect server, so the flow's code runs
+directly, as a user gets it); the other points PREFECT_API_URL at the session's test server,
+the path a deployment with a real server takes.
 """
 
 from __future__ import annotations

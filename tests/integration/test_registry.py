@@ -135,6 +135,51 @@ def test_pyfunc_and_load_detector_score_like_the_detector(
     assert load_detector("cpu/1")[0] is loaded  # cached per (store, name, version)
 
 
+_LOAD_IN_A_FRESH_PROCESS = """
+import sys
+from aemon.registry import load_detector, load_drift_reference
+det, ref = load_detector(sys.argv[1])
+profile = load_drift_reference(ref)
+print(ref.version, det.threshold_, profile is not None, "mlflow" in sys.modules)
+"""
+
+
+def _load_in_a_fresh_process(ref: str) -> list[str]:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_IN_A_FRESH_PROCESS, ref], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_a_kept_version_loads_without_mlflow_and_follows_its_alias(
+    good: Detector, worse: Detector, holdout: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    """A one-off `aemon score` must not pay for importing MLflow: a version downloaded once is
+    kept on disk, and the champion alias is read from the SQLite registry directly. When the
+    alias moves, the new version comes from MLflow once, then from disk."""
+    from aemon.registry import log_training
+
+    frame, _ = holdout
+    profile = pd.DataFrame({"column": ["a", "b"], "value": [1.0, 2.0]})
+    log_training(good, name="kept", data_source="memory", reference_data=frame, drift_reference=profile)
+    v1 = f"{good.threshold_}"
+    assert _load_in_a_fresh_process("kept") == ["1", v1, "True", "True"]  # downloads, keeps
+    assert _load_in_a_fresh_process("kept") == ["1", v1, "True", "False"]  # no MLflow at all
+    assert _load_in_a_fresh_process("kept/1") == ["1", v1, "True", "False"]
+
+    log_training(worse, name="kept", data_source="memory", reference_data=frame, promote=True)
+    v2_threshold = f"{worse.threshold_}"
+    # version 2 has no drift profile: that too is kept, and not asked of MLflow again
+    assert _load_in_a_fresh_process("kept") == ["2", v2_threshold, "False", "True"]
+    assert _load_in_a_fresh_process("kept@champion") == ["2", v2_threshold, "False", "False"]
+    assert _load_in_a_fresh_process("kept@challenger") == ["2", v2_threshold, "False", "False"]
+    assert _load_in_a_fresh_process("kept/1") == ["1", v1, "True", "False"]
+
+
 def test_image_pyfunc_takes_paths_or_png_bytes(image_detector: Detector, image_folder: Path) -> None:
     import mlflow
     from PIL import Image

@@ -91,6 +91,14 @@ def test_opening_a_new_database_creates_every_table(db_url: str) -> None:
         engine.dispose()
 
 
+def test_the_schema_head_that_skips_alembic_is_alembics_head() -> None:
+    """Opening an up-to-date store compares its revision with SCHEMA_HEAD and skips loading
+    Alembic; a new migration must move SCHEMA_HEAD with it."""
+    from aemon.store.engine import SCHEMA_HEAD, script_directory
+
+    assert set(script_directory().get_heads()) == {SCHEMA_HEAD}
+
+
 def test_upgrade_on_an_empty_database_then_again_is_a_no_op(db_url: str) -> None:
     with AnomalyStore(db_url) as store:
         engine = sa.create_engine(db_url)
