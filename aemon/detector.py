@@ -8,14 +8,10 @@ returns `self`, fitted state ends in `_`, and methods that need a fitted detecto
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import inspect
-import json
 import logging
-import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aemon import __version__
 from aemon.calibration import (
     THRESHOLD_METHODS,
     Threshold,
@@ -32,7 +27,6 @@ from aemon.calibration import (
     conformal_quantile,
     describe_events,
     find_events,
-    p_values,
     parse_rate,
     summarize_scores,
     thin_scores,
@@ -47,8 +41,10 @@ from aemon.data.timeseries import (
     load_series,
     sliding_windows,
 )
-from aemon.errors import ConfigError, DataError, ModelFormatError, NotFittedError, SchemaError
-from aemon.models import ARCHITECTURES, Autoencoder, ModelSpec, default_spec
+from aemon.errors import ConfigError, DataError, NotFittedError, SchemaError
+from aemon.manifest import detector_manifest, load_detector, save_detector
+from aemon.models import ARCHITECTURES, Autoencoder, default_spec
+from aemon.results import Batch, LatentSample, ScoreResult, sample_rows
 from aemon.scoring import (
     SeriesScoring,
     encode,
@@ -57,122 +53,17 @@ from aemon.scoring import (
     score_windows,
     series_point_scores,
 )
+from aemon.standardize import fit_scaling, seasonal_periods, standardize
 from aemon.training import TrainConfig, resolve_device, train_autoencoder
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 MODALITIES = ("timeseries", "image")
-WEIGHTS_FILE, MANIFEST_FILE = "weights.pt", "manifest.json"
 Input = str | Path | pd.DataFrame | np.ndarray
 # Series alarms are events: the default promise is this many false events per unit of time,
 # calibrated on held-out reference data (chosen by measurement, see the README).
 DEFAULT_FALSE_ALARMS = "1/week"
-# What a corrupt or incomplete detector folder raises while it is read.
-LOAD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OSError)
-Z_LIMIT = 1e6  # standardized inputs are clipped here (float32 must not overflow)
 LATENT_SAMPLE = 2_000  # records whose latent codes a score keeps for the drift profile
-Batch = SeriesBatch | ImageBatch
-
-
-@dataclass(frozen=True)
-class LatentSample:
-    """Latent codes of a seeded sample of a batch's records, for drift profiles. `rows`:
-    sorted record indices (for a series, the last point of each sampled window on the
-    window/stride grid; for images, the image); `codes`: (len(rows), latent_dim)."""
-
-    rows: np.ndarray
-    codes: np.ndarray
-
-
-def sample_rows(n: int, k: int, seed: int) -> np.ndarray:
-    """Sorted indices of `k` of `n` records (all when n <= k), seeded: the one draw that the
-    reference profile and every batch's profile share."""
-    if k < 1:
-        raise ConfigError(f"sample size must be >= 1, got {k}")
-    if n <= k:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
-
-
-@dataclass
-class ScoreResult:
-    """Scores of one batch: one entry per record (a time-series point or an image).
-
-    `scores`: higher = more anomalous; `is_anomaly`: score > `threshold`; `p_values`:
-    conformal p-values against the (sorted) `calibration_scores`, small = anomalous.
-    """
-
-    scores: np.ndarray
-    is_anomaly: np.ndarray
-    calibration_scores: np.ndarray
-    threshold: float
-    timestamps: np.ndarray | None = None  # time series with a time column
-    column_errors: np.ndarray | None = None  # time series: (n_points, n_columns)
-    columns: tuple[str, ...] = ()
-    events: pd.DataFrame | None = None  # time series: start, end, peak_score, contributions…
-    error_maps: np.ndarray | None = None  # images: (n_images, H, W)
-    image_keys: list[str] | None = None  # images: paths relative to the batch, or index:N
-    # The batch as read (once): profiles, plots and rows take it from here, never re-read it.
-    batch: Batch | None = None
-    latents: LatentSample | None = None  # codes of a seeded sample, from the scoring pass
-
-    def key(self, i: int) -> str:
-        """Record key of record `i`: an image's key, a point's ISO time, or its row number."""
-        return self.keys_at(np.array([i]))[0]
-
-    @property
-    def keys(self) -> list[str]:
-        """Every record key (built on demand: a long series has millions)."""
-        return self.keys_at(np.arange(self.n_records))
-
-    def keys_at(self, idx: np.ndarray) -> list[str]:
-        """The record keys of the records at `idx` (see `key`)."""
-        if self.image_keys is not None:
-            return [self.image_keys[i] for i in idx.tolist()]
-        if self.timestamps is not None:
-            stamps = np.asarray(self.timestamps[idx], dtype="datetime64[ns]")
-            if (stamps.astype(np.int64) % 1000 == 0).all():  # no nanoseconds: datetime's own ISO text
-                return [t.isoformat() for t in stamps.astype("datetime64[us]").tolist()]
-            return list(pd.DatetimeIndex(stamps).map(pd.Timestamp.isoformat))
-        return [str(i) for i in idx.tolist()]
-
-    @functools.cached_property
-    def p_values(self) -> np.ndarray:
-        """Every record's p-value, computed on first use (most callers need a few: `p_values_at`)."""
-        return self.p_values_at(slice(None))
-
-    def p_values_at(self, idx: Any) -> np.ndarray:
-        """The p-values of the records at `idx` (an index array or slice)."""
-        return p_values(self.scores[idx], self.calibration_scores)
-
-    @property
-    def n_records(self) -> int:
-        return len(self.scores)
-
-    @property
-    def n_flagged(self) -> int:
-        return int(self.is_anomaly.sum())
-
-    def event_ids(self) -> np.ndarray:
-        """Per record: the index of its event in `events`, or -1."""
-        ids = np.full(self.n_records, -1, dtype=np.int64)
-        if self.events is not None:
-            for i, (a, b) in enumerate(zip(self.events.start_index, self.events.end_index, strict=True)):
-                ids[a : b + 1] = i
-        return ids
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per record: key, [timestamp], score, is_anomaly, p_value, [event_id]."""
-        frame = pd.DataFrame({"key": self.keys})
-        if self.timestamps is not None:
-            frame["timestamp"] = self.timestamps
-        frame["score"] = self.scores
-        frame["is_anomaly"] = self.is_anomaly
-        frame["p_value"] = self.p_values
-        if self.events is not None:
-            frame["event_id"] = self.event_ids()
-        return frame
 
 
 class Detector:
@@ -440,18 +331,8 @@ class Detector:
                 f"and calibration parts of at least one window ({w}) each"
             )
         train_rows = series.values[:n_train]
-        if self.loss == "bce":  # BCE needs targets in [0, 1]: min-max scaling
-            offset = train_rows.min(axis=0).astype(np.float64)
-            scale = train_rows.max(axis=0).astype(np.float64) - offset
-        else:
-            offset = train_rows.mean(axis=0, dtype=np.float64)
-            scale = train_rows.std(axis=0, dtype=np.float64)
-        if (scale == 0).any():
-            flat = [c for c, s in zip(schema.columns, scale, strict=True) if s == 0]
-            log.warning("columns %s are constant in the training data", flat)
-            scale = np.where(scale == 0, 1.0, scale)
         self.schema_ = schema
-        self.offset_, self.scale_ = offset, scale
+        self.offset_, self.scale_ = fit_scaling(train_rows, schema.columns, min_max=self.loss == "bce")
         self.calendar_: tuple[float, ...] = ()
         if self.calendar and series.timestamps is not None:
             self.calendar_ = seasonal_periods(self._standardize(train_rows), series.timestamps[:n_train], w)
@@ -594,18 +475,7 @@ class Detector:
 
     def _standardize(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         """The model's input rows: standardized values, then the calendar phases (if any)."""
-        # Clipped so that extreme inputs (1e308) stay finite in float32 and score high rather
-        # than NaN: a million standard deviations is anomalous enough to flag.
-        z = np.clip((values - self.offset_) / self.scale_, -Z_LIMIT, Z_LIMIT).astype(np.float32)
-        periods = getattr(self, "calendar_", ())
-        if not periods:
-            return z
-        if timestamps is None:
-            raise SchemaError(
-                "this detector reads the phase of the day/week from the time column; "
-                "give the batch with its time column"
-            )
-        return np.concatenate([z, calendar_phases(timestamps, periods)], axis=1)
+        return standardize(values, self.offset_, self.scale_, getattr(self, "calendar_", ()), timestamps)
 
     def _windows(self, series: Any) -> np.ndarray:
         """The model's input windows of a loaded series (a view: calendar phases included)."""
@@ -729,128 +599,20 @@ class Detector:
         return encode(self.model_, samples, self.device_)
 
     # --- persistence --------------------------------------------------------------------
+    # --- persistence --------------------------------------------------------------------
 
     def manifest(self) -> dict[str, Any]:
-        """The JSON-ready description saved beside the weights."""
-        self._check_fitted()
-        schema: dict[str, Any]
-        if isinstance(self.schema_, SeriesSchema):
-            schema = {
-                "timestamp_col": self.schema_.timestamp_col,
-                "columns": list(self.schema_.columns),
-            }
-        else:
-            schema = {
-                "height": self.schema_.height,
-                "width": self.schema_.width,
-                "channels": self.schema_.channels,
-            }
-        thr = self.threshold_info_
-        return {
-            "format_version": FORMAT_VERSION,
-            "aemon_version": __version__,
-            "modality": self.modality_,
-            "params": self.get_params(),
-            "schema": schema,
-            "model": self.model_.spec.to_dict(),
-            "preprocessing": {"offset": self.offset_.tolist(), "scale": self.scale_.tolist()},
-            "threshold": {
-                "value": thr.value,
-                "method": thr.method,
-                "params": thr.params,
-                "false_alarms": self.false_alarms_,
-            },
-            "scoring": self.series_scoring_.to_dict() if self.series_scoring_ is not None else None,
-            "calendar": list(getattr(self, "calendar_", ())),
-            "calibration": {
-                "scores": self.calibration_scores_.tolist(),
-                "summary": self.calibration_summary_,
-                "fpr": self.calibration_fpr_,
-            },
-            "training": {
-                "fingerprint": self.fingerprint_,
-                "n_train_records": self.n_train_records_,
-                "best_epoch": self.training_.best_epoch,
-                "best_val_loss": self.training_.best_val_loss,
-                "stopped_early": self.training_.stopped_early,
-                "history": self.training_.history,
-            },
-        }
+        """The JSON-ready description saved beside the weights (see `aemon.manifest`)."""
+        return detector_manifest(self)
 
     def save(self, path: str | Path) -> Path:
         """Write the detector to a folder: `weights.pt` (state_dict) and `manifest.json`."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        manifest = self.manifest()
-        torch.save(self.model_.state_dict(), folder / WEIGHTS_FILE)
-        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=str))
-        return folder
+        return save_detector(self, path)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> Detector:
         """Read a folder written by `save`; weights are loaded with `weights_only=True`."""
-        folder = Path(path)
-        try:
-            manifest = json.loads((folder / MANIFEST_FILE).read_text())
-        except FileNotFoundError as exc:
-            raise ModelFormatError(f"{folder}: no {MANIFEST_FILE}; not a saved Detector") from exc
-        except json.JSONDecodeError as exc:
-            raise ModelFormatError(f"{folder / MANIFEST_FILE}: invalid JSON ({exc})") from exc
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ModelFormatError(
-                f"{folder}: detector format version {version!r}; this aemon reads {FORMAT_VERSION}"
-            )
-        try:
-            params = dict(manifest["params"])
-            params.setdefault("worst_pixels", 1.0)  # saved before it existed: scored by the mean
-            params["device"] = device
-            det = cls(**params)
-            det.modality_ = manifest["modality"]
-            det.device_ = resolve_device(device)
-            s = manifest["schema"]
-            det.schema_ = (
-                SeriesSchema(s["timestamp_col"], tuple(s["columns"]))
-                if det.modality_ == "timeseries"
-                else ImageSchema(s["height"], s["width"], s["channels"])
-            )
-            det.model_ = Autoencoder(ModelSpec.from_dict(manifest["model"]))
-            try:
-                state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-            except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
-                # Only the error's type: torch's text advises weights_only=False, exactly what
-                # must not be done with a file that someone changed.
-                raise ModelFormatError(
-                    f"{folder / WEIGHTS_FILE}: not a readable state dict, corrupt or changed "
-                    f"({type(exc).__name__})"
-                ) from exc
-            det.model_.load_state_dict(state)
-            det.model_.to(det.device_).eval()
-            det.offset_ = np.asarray(manifest["preprocessing"]["offset"], dtype=np.float64)
-            det.scale_ = np.asarray(manifest["preprocessing"]["scale"], dtype=np.float64)
-            t = manifest["threshold"]
-            det.threshold_info_ = Threshold(float(t["value"]), t["method"], t["params"])
-            det.threshold_ = float(t["value"])
-            # Saved before events were the default: the budget was the false_alarms argument.
-            det.false_alarms_ = t.get("false_alarms", params.get("false_alarms"))
-            scoring = manifest.get("scoring")  # absent before normalised, smoothed scores
-            det.series_scoring_ = SeriesScoring.from_dict(scoring) if scoring else None
-            det.calendar_ = tuple(float(p) for p in manifest.get("calendar", []))
-            cal = manifest["calibration"]
-            det.calibration_scores_ = np.asarray(cal["scores"], dtype=np.float64)
-            det.calibration_summary_ = cal["summary"]
-            det.calibration_fpr_ = cal["fpr"]
-            tr = manifest["training"]
-            from aemon.training import TrainResult
-
-            det.training_ = TrainResult(
-                tr["history"], tr["best_epoch"], tr["best_val_loss"], tr["stopped_early"]
-            )
-            det.fingerprint_ = tr["fingerprint"]
-            det.n_train_records_ = tr["n_train_records"]
-        except LOAD_ERRORS as exc:
-            raise ModelFormatError(f"{folder}: corrupt or incomplete detector ({exc})") from exc
-        return det
+        return load_detector(cls, path, device=device)
 
 
 def _load_images(data: Input, schema: ImageSchema | None) -> tuple[ImageSchema, ImageBatch]:
@@ -870,35 +632,3 @@ def _as_labels(labels: Any, n: int, what: str) -> np.ndarray | None:
 
 def _fingerprint(array: np.ndarray) -> str:
     return "sha256:" + hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-SEASONS = (86_400.0,)  # a day, in seconds
-
-
-def seasonal_periods(
-    z: np.ndarray, timestamps: np.ndarray, window: int, min_acf: float = 0.3
-) -> tuple[float, ...]:
-    """The cycles of SEASONS that a window cannot see (longer than it) but the standardized
-    training rows `z` show: at least two cycles long, autocorrelation >= `min_acf` at that lag
-    (mean over columns)."""
-    if len(timestamps) < 3:
-        return ()
-    step = float(np.median(np.diff(timestamps.astype("datetime64[ns]").astype(np.int64)))) / 1e9
-    found = []
-    for period in SEASONS:
-        lag = round(period / step) if step > 0 else 0
-        if lag <= window or 2 * lag >= len(z):
-            continue
-        a, b = z[:-lag] - z[:-lag].mean(0), z[lag:] - z[lag:].mean(0)
-        denom = np.sqrt((a * a).sum(0) * (b * b).sum(0))
-        acf = np.divide((a * b).sum(0), denom, out=np.zeros(z.shape[1]), where=denom > 0)
-        if float(acf.mean()) >= min_acf:
-            found.append(period)
-    return tuple(found)
-
-
-def calendar_phases(timestamps: np.ndarray, periods: Sequence[float]) -> np.ndarray:
-    """(n, 2 * len(periods)) float32: sin and cos of each row's phase in each cycle (UTC)."""
-    t = timestamps.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
-    angles = [2 * np.pi * np.mod(t, p) / p for p in periods]
-    return np.stack([f(a) for a in angles for f in (np.sin, np.cos)], axis=1).astype(np.float32)

@@ -16,7 +16,7 @@ from aemon.drift.columns import SCORE_COLUMN
 from aemon.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from aemon.detector import ScoreResult
+    from aemon.results import ScoreResult
 
 
 MAX_PLOT_POINTS = 5_000

@@ -16,7 +16,8 @@ from aemon.drift.verdict import CALIBRATION_KEY, DEFAULT_FALSE_DRIFT_RATE, calib
 from aemon.errors import DataError
 
 if TYPE_CHECKING:
-    from aemon.detector import Batch, Detector, Input, LatentSample, ScoreResult
+    from aemon.detector import Detector, Input
+    from aemon.results import Batch, LatentSample, ScoreResult
 
 IMAGE_STATS = ("brightness_mean", "brightness_std", "edge_energy", "brightness_p99")
 MAX_CALIBRATION_ROWS = 50_000  # windows (the most recent) or images the slices are drawn from
@@ -152,7 +153,7 @@ def _with_latents(profile: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:
 def _calibration_table(detector: Detector, batch: Batch, seed: int) -> pd.DataFrame:
     """Input and latent columns of (at most MAX_CALIBRATION_ROWS) reference records: every
     window of a series (its most recent stretch, in time order), or a random draw of images."""
-    from aemon.detector import sample_rows
+    from aemon.results import sample_rows
     from aemon.scoring import encode
 
     if isinstance(batch, SeriesBatch):

@@ -13,7 +13,8 @@ from aemon.calibration import parse_rate
 from aemon.errors import ConfigError
 
 if TYPE_CHECKING:
-    from aemon.detector import Detector, ScoreResult
+    from aemon.detector import Detector
+    from aemon.results import ScoreResult
 
 
 @dataclass(frozen=True)

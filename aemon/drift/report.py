@@ -23,7 +23,7 @@ from aemon.drift.verdict import DriftVerdict, decide_drift, drift_verdict
 from aemon.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from aemon.detector import ScoreResult
+    from aemon.results import ScoreResult
 
 log = logging.getLogger(__name__)
 

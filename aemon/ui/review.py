@@ -31,7 +31,8 @@ from aemon.errors import AemonError
 from aemon.store import Anomaly, AnomalyStore, Batch, FeedbackRow
 
 if TYPE_CHECKING:
-    from aemon.detector import Detector, ScoreResult
+    from aemon.detector import Detector
+    from aemon.results import ScoreResult
 
 MAX_CHART_POINTS = 4_000  # per panel; longer series are drawn as min/max envelopes
 MAX_CHART_EVENTS = 200  # shading more makes the chart slow and unreadable
