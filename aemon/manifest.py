@@ -14,9 +14,8 @@ import torch
 
 from aemon import __version__
 from aemon.calibration import Threshold
-from aemon.data.images import ImageSchema
-from aemon.data.timeseries import SeriesSchema
 from aemon.errors import ModelFormatError
+from aemon.modalities import adapter_for
 from aemon.models import Autoencoder, ModelSpec
 from aemon.scoring import SeriesScoring
 from aemon.training import resolve_device
@@ -33,25 +32,13 @@ LOAD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OSError)
 def detector_manifest(det: Detector) -> dict[str, Any]:
     """The JSON-ready description saved beside the weights."""
     det._check_fitted()
-    schema: dict[str, Any]
-    if isinstance(det.schema_, SeriesSchema):
-        schema = {
-            "timestamp_col": det.schema_.timestamp_col,
-            "columns": list(det.schema_.columns),
-        }
-    else:
-        schema = {
-            "height": det.schema_.height,
-            "width": det.schema_.width,
-            "channels": det.schema_.channels,
-        }
     thr = det.threshold_info_
     return {
         "format_version": FORMAT_VERSION,
         "aemon_version": __version__,
         "modality": det.modality_,
         "params": det.get_params(),
-        "schema": schema,
+        "schema": det.adapter_.schema_to_dict(det.schema_),
         "model": det.model_.spec.to_dict(),
         "preprocessing": {"offset": det.offset_.tolist(), "scale": det.scale_.tolist()},
         "threshold": {
@@ -109,12 +96,7 @@ def load_detector(cls: type[Detector], path: str | Path, *, device: str = "auto"
         det = cls(**params)
         det.modality_ = manifest["modality"]
         det.device_ = resolve_device(device)
-        s = manifest["schema"]
-        det.schema_ = (
-            SeriesSchema(s["timestamp_col"], tuple(s["columns"]))
-            if det.modality_ == "timeseries"
-            else ImageSchema(s["height"], s["width"], s["channels"])
-        )
+        det.schema_ = adapter_for(det.modality_).schema_from_dict(manifest["schema"])
         det.model_ = Autoencoder(ModelSpec.from_dict(manifest["model"]))
         try:
             state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)

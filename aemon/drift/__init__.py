@@ -17,17 +17,11 @@ raises more alarms than it was calibrated for.
 
 from aemon.drift.columns import SCORE_COLUMN, column_group
 from aemon.drift.plots import plot_batch
-from aemon.drift.profiles import (
-    IMAGE_STATS,
-    batch_profile,
-    image_statistics,
-    load_profile,
-    reference_profile,
-    save_profile,
-)
+from aemon.drift.profiles import batch_profile, load_profile, reference_profile, save_profile
 from aemon.drift.rates import FlagRateCheck, check_flag_rate, event_rate_check, flag_rate_check
 from aemon.drift.report import DriftResult, drift_report, monitor_batch
 from aemon.drift.verdict import CALIBRATION_KEY, DriftVerdict, calibrate_drift, drift_verdict
+from aemon.modalities.images import IMAGE_STATS, image_statistics
 
 __all__ = [
     "CALIBRATION_KEY",

@@ -14,6 +14,7 @@ from aemon.data.images import ImageBatch
 from aemon.data.timeseries import SeriesBatch
 from aemon.drift.columns import SCORE_COLUMN
 from aemon.errors import ConfigError, DataError
+from aemon.modalities import adapter_of
 
 if TYPE_CHECKING:
     from aemon.results import ScoreResult
@@ -36,12 +37,9 @@ def plot_batch(result: ScoreResult, path: str | Path, *, max_images: int = MAX_P
     apply_environment_defaults()  # MPLCONFIGDIR under AEMON_HOME, before matplotlib loads
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(result.batch, SeriesBatch):
-        _plot_series(result, result.batch, out)
-    elif isinstance(result.batch, ImageBatch):
-        _plot_images(result, result.batch, out, max_images)
-    else:
+    if result.batch is None:
         raise DataError("this score result holds no batch: plot the result of Detector.score")
+    adapter_of(result.batch).plot_batch(result, out, max_images)
     return out
 
 
@@ -72,7 +70,8 @@ def _envelope(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return xs, lo, hi
 
 
-def _plot_series(result: ScoreResult, series: SeriesBatch, out: Path) -> None:
+def draw_series(result: ScoreResult, series: SeriesBatch, out: Path) -> None:
+    """The series plot of `plot_batch`."""
     from matplotlib.figure import Figure
 
     columns = list(result.columns)
@@ -105,7 +104,8 @@ def _plot_series(result: ScoreResult, series: SeriesBatch, out: Path) -> None:
     _save_png(fig, out)
 
 
-def _plot_images(result: ScoreResult, batch: ImageBatch, out: Path, max_images: int) -> None:
+def draw_images(result: ScoreResult, batch: ImageBatch, out: Path, max_images: int) -> None:
+    """The image plot of `plot_batch`."""
     from matplotlib.figure import Figure
 
     maps = result.error_maps

@@ -10,16 +10,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from aemon.data.timeseries import SeriesBatch
 from aemon.drift.columns import DEFAULT_SAMPLE_SIZE, LATENT_PREFIX, SCORE_COLUMN, input_name
 from aemon.drift.verdict import CALIBRATION_KEY, DEFAULT_FALSE_DRIFT_RATE, calibrate_drift
 from aemon.errors import DataError
+from aemon.modalities import adapter_of
 
 if TYPE_CHECKING:
     from aemon.detector import Detector, Input
     from aemon.results import Batch, LatentSample, ScoreResult
 
-IMAGE_STATS = ("brightness_mean", "brightness_std", "edge_energy", "brightness_p99")
 MAX_CALIBRATION_ROWS = 50_000  # windows (the most recent) or images the slices are drawn from
 
 
@@ -63,13 +62,10 @@ def reference_profile(
     drawn = np.random.default_rng(seed).permutation(calibration)[: len(profile)]
     column[: len(drawn)] = drawn
     profile[SCORE_COLUMN] = column
-    series = detector.modality_ == "timeseries"
     profile.attrs[CALIBRATION_KEY] = calibrate_drift(
         profile,
         _calibration_table(detector, batch, seed),
-        contiguous=series,
-        window=detector.window if series else 1,
-        stride=detector.stride if series else 1,
+        **detector.adapter_.drift_slices(detector),
         rate=false_drift_rate,
         sample_size=sample_size,
         seed=seed,
@@ -114,33 +110,12 @@ def load_profile(path: str | Path) -> pd.DataFrame:
 
 def _inputs(batch: Batch, rows: np.ndarray) -> pd.DataFrame:
     """The input columns of a profile at `rows`: a series' values, or image statistics."""
-    if isinstance(batch, SeriesBatch):
-        values = batch.values[rows].astype(np.float64)
-        return pd.DataFrame(values, columns=[input_name(c) for c in batch.columns])
-    return image_statistics(batch.images[rows])
+    return adapter_of(batch).profile_inputs(batch, rows).rename(columns=input_name)
 
 
 def _profile(batch: Batch, latents: LatentSample) -> pd.DataFrame:
     """Input and latent columns of the sampled records."""
     return _with_latents(_inputs(batch, latents.rows), latents.codes)
-
-
-def image_statistics(images: np.ndarray) -> pd.DataFrame:
-    """Per-image summary statistics of (N, C, H, W) images in [0, 1], channels averaged.
-
-    `edge_energy` is the mean squared gradient magnitude: it moves with blur, sharpness and
-    texture, which brightness statistics miss.
-    """
-    gray = images.astype(np.float64).mean(axis=1)
-    gy, gx = np.gradient(gray, axis=(1, 2))
-    return pd.DataFrame(
-        {
-            "brightness_mean": gray.mean(axis=(1, 2)),
-            "brightness_std": gray.std(axis=(1, 2)),
-            "edge_energy": (gx**2 + gy**2).mean(axis=(1, 2)),
-            "brightness_p99": np.percentile(gray.reshape(len(gray), -1), 99, axis=1),
-        }
-    )
 
 
 def _with_latents(profile: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:
@@ -153,12 +128,7 @@ def _with_latents(profile: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:
 def _calibration_table(detector: Detector, batch: Batch, seed: int) -> pd.DataFrame:
     """Input and latent columns of (at most MAX_CALIBRATION_ROWS) reference records: every
     window of a series (its most recent stretch, in time order), or a random draw of images."""
-    from aemon.results import sample_rows
-    from aemon.scoring import encode
+    from aemon.scoring import encode  # torch: loaded when a reference is built, not on import
 
-    if isinstance(batch, SeriesBatch):
-        ends = detector._window_ends(batch.n_records)[-MAX_CALIBRATION_ROWS:]
-        codes = encode(detector.model_, detector._windows(batch)[-MAX_CALIBRATION_ROWS:], detector.device_)
-        return _with_latents(_inputs(batch, ends), codes)
-    rows = sample_rows(batch.n_records, MAX_CALIBRATION_ROWS, seed + 1)
-    return _with_latents(_inputs(batch, rows), encode(detector.model_, batch.images[rows], detector.device_))
+    rows, inputs = detector.adapter_.calibration_sample(detector, batch, MAX_CALIBRATION_ROWS, seed + 1)
+    return _with_latents(_inputs(batch, rows), encode(detector.model_, inputs, detector.device_))

@@ -112,7 +112,7 @@ def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0
     for a false-alarm budget (`event_rate_check`), else the pointwise flag rate
     (`flag_rate_check`; series are counted in blocks of one window).
     """
-    budget = detector.false_alarms_ if detector.modality_ == "timeseries" else None
+    budget = detector.adapter_.event_budget(detector)
     if budget is not None and result.events is not None and result.timestamps is not None:
         stamps = result.timestamps
         span = pd.Timedelta(stamps[-1] - stamps[0]) if len(stamps) else pd.Timedelta(0)
@@ -120,5 +120,5 @@ def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0
     promise = detector.threshold_info_.promised_fpr
     if promise is None:
         return None
-    block = detector.window if detector.modality_ == "timeseries" else 1
+    block = detector.adapter_.block_size(detector.window)
     return flag_rate_check(result.n_flagged, result.n_records, promise, alpha=alpha, block_size=block)

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from aemon.data.timeseries import SeriesBatch
 from aemon.drift.columns import column_group
 from aemon.drift.evidently_report import EVIDENTLY_HTML, evidently_columns
 from aemon.drift.plots import plot_batch
 from aemon.drift.profiles import batch_profile
 from aemon.drift.verdict import DriftVerdict, decide_drift, drift_verdict
 from aemon.errors import ConfigError, DataError
+from aemon.modalities import adapter_of
 
 if TYPE_CHECKING:
     from aemon.results import ScoreResult
@@ -296,7 +296,7 @@ def monitor_batch(
         except Exception as exc:  # a plot is a convenience; the report and verdict stand
             log.warning("could not draw the batch plot in %s: %s", out_dir, exc)
     # Series windows are autocorrelated: K-S p-values would cry drift (see drift_report).
-    method = "wasserstein" if isinstance(result.batch, SeriesBatch) else "auto"
+    method = adapter_of(result.batch).drift_test if result.batch is not None else "auto"
     return drift_report(
         reference, current, out, method=method, batch_size=result.n_records, full=full, plot_path=plot
     )
