@@ -15,30 +15,24 @@ report in one call. `flag_rate_check` and `event_rate_check` (`rates`) ask wheth
 raises more alarms than it was calibrated for.
 """
 
-from aemon.drift.columns import SCORE_COLUMN, column_group
 from aemon.drift.plots import plot_batch
 from aemon.drift.profiles import batch_profile, load_profile, reference_profile, save_profile
 from aemon.drift.rates import FlagRateCheck, check_flag_rate, event_rate_check, flag_rate_check
 from aemon.drift.report import DriftResult, drift_report, monitor_batch
-from aemon.drift.verdict import CALIBRATION_KEY, DriftVerdict, calibrate_drift, drift_verdict
-from aemon.modalities.images import IMAGE_STATS, image_statistics
+from aemon.drift.verdict import CALIBRATION_KEY, drift_verdict
+from aemon.modalities.images import IMAGE_STATS
 
 __all__ = [
     "CALIBRATION_KEY",
     "IMAGE_STATS",
-    "SCORE_COLUMN",
     "DriftResult",
-    "DriftVerdict",
     "FlagRateCheck",
     "batch_profile",
-    "calibrate_drift",
     "check_flag_rate",
-    "column_group",
     "drift_report",
     "drift_verdict",
     "event_rate_check",
     "flag_rate_check",
-    "image_statistics",
     "load_profile",
     "monitor_batch",
     "plot_batch",
