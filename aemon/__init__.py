@@ -26,15 +26,20 @@ from aemon.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from aemon.detector import Detector, ScoreResult
+    from aemon.detector import Detector
+    from aemon.results import ScoreResult
 
 
 def __getattr__(name: str) -> Any:
     # Detector pulls in torch (~2 s): load it on first use so light commands stay fast.
-    if name in ("Detector", "ScoreResult"):
-        from aemon import detector
+    if name == "Detector":
+        from aemon.detector import Detector
 
-        return getattr(detector, name)
+        return Detector
+    if name == "ScoreResult":
+        from aemon.results import ScoreResult
+
+        return ScoreResult
     raise AttributeError(f"module 'aemon' has no attribute {name!r}")
 
 

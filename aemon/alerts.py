@@ -52,8 +52,8 @@ from aemon import config
 from aemon.errors import ConfigError
 
 if TYPE_CHECKING:
-    from aemon.detector import ScoreResult
     from aemon.drift import DriftResult, FlagRateCheck
+    from aemon.results import ScoreResult
     from aemon.store import AnomalyStore
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from aemon.data.source import file_sha256, folder_sha256
 from aemon.errors import MAX_PROBLEM_CHARS, DataError, safe_text
 
 if TYPE_CHECKING:
-    from aemon.detector import Detector, ScoreResult
+    from aemon.detector import Detector
+    from aemon.results import ScoreResult
     from aemon.store import AnomalyStore
 
 log = logging.getLogger(__name__)

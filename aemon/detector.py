@@ -8,14 +8,9 @@ returns `self`, fitted state ends in `_`, and methods that need a fitted detecto
 from __future__ import annotations
 
 import copy
-import functools
-import hashlib
 import inspect
-import json
 import logging
-import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,156 +18,33 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aemon import __version__
 from aemon.calibration import (
     THRESHOLD_METHODS,
     Threshold,
     calibrate_event_budget,
     calibrate_threshold,
     conformal_quantile,
-    describe_events,
-    find_events,
-    p_values,
     parse_rate,
     summarize_scores,
     thin_scores,
 )
-from aemon.data.images import ImageBatch, ImageSchema, is_image_source, load_images
-from aemon.data.timeseries import (
-    FILL_METHODS,
-    FillMethod,
-    SeriesBatch,
-    SeriesSchema,
-    is_timeseries_path,
-    load_series,
-    sliding_windows,
-)
-from aemon.errors import ConfigError, DataError, ModelFormatError, NotFittedError, SchemaError
-from aemon.models import ARCHITECTURES, Autoencoder, ModelSpec, default_spec
-from aemon.scoring import (
-    SeriesScoring,
-    encode,
-    fit_series_scoring,
-    score_images,
-    score_windows,
-    series_point_scores,
-)
-from aemon.training import TrainConfig, resolve_device, train_autoencoder
+from aemon.data.images import ImageBatch
+from aemon.data.timeseries import SeriesBatch
+from aemon.errors import ConfigError, NotFittedError, SchemaError
+from aemon.manifest import detector_manifest, load_detector, save_detector
+from aemon.modalities import Modality, adapter_for, infer_adapter
+from aemon.models import ARCHITECTURES, Autoencoder, default_spec
+from aemon.results import Batch, LatentSample, ScoreResult, sample_rows
+from aemon.scoring import SeriesScoring, encode
+from aemon.training import TrainConfig, TrainResult, resolve_device
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MODALITIES = ("timeseries", "image")
-WEIGHTS_FILE, MANIFEST_FILE = "weights.pt", "manifest.json"
 Input = str | Path | pd.DataFrame | np.ndarray
 # Series alarms are events: the default promise is this many false events per unit of time,
 # calibrated on held-out reference data (chosen by measurement, see the README).
 DEFAULT_FALSE_ALARMS = "1/week"
-# What a corrupt or incomplete detector folder raises while it is read.
-LOAD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OSError)
-Z_LIMIT = 1e6  # standardized inputs are clipped here (float32 must not overflow)
 LATENT_SAMPLE = 2_000  # records whose latent codes a score keeps for the drift profile
-Batch = SeriesBatch | ImageBatch
-
-
-@dataclass(frozen=True)
-class LatentSample:
-    """Latent codes of a seeded sample of a batch's records, for drift profiles. `rows`:
-    sorted record indices (for a series, the last point of each sampled window on the
-    window/stride grid; for images, the image); `codes`: (len(rows), latent_dim)."""
-
-    rows: np.ndarray
-    codes: np.ndarray
-
-
-def sample_rows(n: int, k: int, seed: int) -> np.ndarray:
-    """Sorted indices of `k` of `n` records (all when n <= k), seeded: the one draw that the
-    reference profile and every batch's profile share."""
-    if k < 1:
-        raise ConfigError(f"sample size must be >= 1, got {k}")
-    if n <= k:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
-
-
-@dataclass
-class ScoreResult:
-    """Scores of one batch: one entry per record (a time-series point or an image).
-
-    `scores`: higher = more anomalous; `is_anomaly`: score > `threshold`; `p_values`:
-    conformal p-values against the (sorted) `calibration_scores`, small = anomalous.
-    """
-
-    scores: np.ndarray
-    is_anomaly: np.ndarray
-    calibration_scores: np.ndarray
-    threshold: float
-    timestamps: np.ndarray | None = None  # time series with a time column
-    column_errors: np.ndarray | None = None  # time series: (n_points, n_columns)
-    columns: tuple[str, ...] = ()
-    events: pd.DataFrame | None = None  # time series: start, end, peak_score, contributions…
-    error_maps: np.ndarray | None = None  # images: (n_images, H, W)
-    image_keys: list[str] | None = None  # images: paths relative to the batch, or index:N
-    # The batch as read (once): profiles, plots and rows take it from here, never re-read it.
-    batch: Batch | None = None
-    latents: LatentSample | None = None  # codes of a seeded sample, from the scoring pass
-
-    def key(self, i: int) -> str:
-        """Record key of record `i`: an image's key, a point's ISO time, or its row number."""
-        return self.keys_at(np.array([i]))[0]
-
-    @property
-    def keys(self) -> list[str]:
-        """Every record key (built on demand: a long series has millions)."""
-        return self.keys_at(np.arange(self.n_records))
-
-    def keys_at(self, idx: np.ndarray) -> list[str]:
-        """The record keys of the records at `idx` (see `key`)."""
-        if self.image_keys is not None:
-            return [self.image_keys[i] for i in idx.tolist()]
-        if self.timestamps is not None:
-            stamps = np.asarray(self.timestamps[idx], dtype="datetime64[ns]")
-            if (stamps.astype(np.int64) % 1000 == 0).all():  # no nanoseconds: datetime's own ISO text
-                return [t.isoformat() for t in stamps.astype("datetime64[us]").tolist()]
-            return list(pd.DatetimeIndex(stamps).map(pd.Timestamp.isoformat))
-        return [str(i) for i in idx.tolist()]
-
-    @functools.cached_property
-    def p_values(self) -> np.ndarray:
-        """Every record's p-value, computed on first use (most callers need a few: `p_values_at`)."""
-        return self.p_values_at(slice(None))
-
-    def p_values_at(self, idx: Any) -> np.ndarray:
-        """The p-values of the records at `idx` (an index array or slice)."""
-        return p_values(self.scores[idx], self.calibration_scores)
-
-    @property
-    def n_records(self) -> int:
-        return len(self.scores)
-
-    @property
-    def n_flagged(self) -> int:
-        return int(self.is_anomaly.sum())
-
-    def event_ids(self) -> np.ndarray:
-        """Per record: the index of its event in `events`, or -1."""
-        ids = np.full(self.n_records, -1, dtype=np.int64)
-        if self.events is not None:
-            for i, (a, b) in enumerate(zip(self.events.start_index, self.events.end_index, strict=True)):
-                ids[a : b + 1] = i
-        return ids
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per record: key, [timestamp], score, is_anomaly, p_value, [event_id]."""
-        frame = pd.DataFrame({"key": self.keys})
-        if self.timestamps is not None:
-            frame["timestamp"] = self.timestamps
-        frame["score"] = self.scores
-        frame["is_anomaly"] = self.is_anomaly
-        frame["p_value"] = self.p_values
-        if self.events is not None:
-            frame["event_id"] = self.event_ids()
-        return frame
 
 
 class Detector:
@@ -232,6 +104,11 @@ class Detector:
     calibration_scores_: np.ndarray  # sorted, for p-values
     offset_: np.ndarray
     scale_: np.ndarray
+    calendar_: tuple[float, ...]  # series: cycles given to the model as phases
+    series_scoring_: SeriesScoring | None  # series: how window errors become point scores
+    training_: TrainResult
+    fingerprint_: str  # sha256 of the training data
+    n_train_records_: int
 
     def __init__(
         self,
@@ -344,10 +221,8 @@ class Detector:
         if not 0 < self.worst_pixels <= 1:
             raise ConfigError(f"worst_pixels must be in (0, 1], got {self.worst_pixels}")
 
-    def _train_config(self, modality: str) -> TrainConfig:
-        # Images: a small conv learns a few hundred images as well with shorter epochs and a
-        # larger step (MNIST one-class AUROC unchanged, a sixth of the training time).
-        lr, per_epoch = (2e-3, 2048) if modality == "image" else (1e-3, None)
+    def _train_config(self, adapter: Modality) -> TrainConfig:
+        lr, per_epoch = adapter.learning_rate, adapter.samples_per_epoch
         return TrainConfig(
             objective=self.objective,
             loss=self.loss,
@@ -364,24 +239,10 @@ class Detector:
             samples_per_epoch=self.samples_per_epoch if self.samples_per_epoch is not None else per_epoch,
         )
 
-    def _resolve_modality(self, data: Input) -> str:
+    def _resolve_modality(self, data: Input) -> Modality:
         if self.modality is not None:
-            if self.modality not in MODALITIES:
-                raise ConfigError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
-            return self.modality
-        if isinstance(data, pd.DataFrame):
-            return "timeseries"
-        if isinstance(data, np.ndarray):
-            return "image" if data.ndim >= 3 else "timeseries"
-        path = Path(data)
-        if is_timeseries_path(path):
-            return "timeseries"
-        if is_image_source(path):
-            return "image"
-        raise DataError(
-            "cannot tell the modality from this input; pass modality='timeseries' or 'image'",
-            source=path,
-        )
+            return adapter_for(self.modality)
+        return infer_adapter(data)
 
     # --- fitting ------------------------------------------------------------------------
 
@@ -394,26 +255,25 @@ class Detector:
         calibrate (`threshold="f1"`) and evaluate. Returns `self`.
         """
         self._check_params()
-        modality = self._resolve_modality(data)
-        cfg = self._train_config(modality)
+        adapter = self._resolve_modality(data)
+        cfg = self._train_config(adapter)
         torch.manual_seed(self.seed)
         self.device_ = resolve_device(self.device)
-        if modality == "timeseries":
-            self._fit_series(data, labels, cfg)
-        else:
-            self._fit_images(data, labels, cfg)
-        self.modality_ = modality
+        adapter.fit(self, data, labels, cfg)
+        self.modality_ = adapter.name
         return self
 
-    def _arch(self, modality: str) -> str:
-        if self.model == "auto":
-            return "dense" if modality == "timeseries" else "conv"
-        return self.model
+    @property
+    def adapter_(self) -> Modality:
+        """The fitted detector's modality adapter: what differs between series and images."""
+        self._check_fitted()
+        return adapter_for(self.modality_)
 
-    def _build(self, modality: str, shape: tuple[int, ...], output: str) -> Autoencoder:
+    def _build(self, adapter: Modality, shape: tuple[int, ...], output: str) -> Autoencoder:
+        """The model for inputs of `shape` (called by the adapter's `fit`)."""
         spec = default_spec(
-            self._arch(modality),
-            modality,
+            adapter.default_arch if self.model == "auto" else self.model,
+            adapter.name,
             shape,
             self.latent_dim,
             tuple(self.hidden) if self.hidden is not None else None,
@@ -421,117 +281,6 @@ class Detector:
             output=output,
         )
         return Autoencoder(spec)
-
-    def _fit_series(self, data: Input, labels: Any, cfg: TrainConfig) -> None:
-        if isinstance(data, np.ndarray):
-            data = pd.DataFrame(data, columns=[f"x{i}" for i in range(data.shape[1])])
-        schema, series = load_series(
-            data, timestamp_col=self.timestamp_col, columns=self.columns, fill=self._fill()
-        )
-        n, w = len(series.values), self.window
-        y = _as_labels(labels, n, "rows")
-        n_cal = int(n * self.calibration_fraction)
-        n_val = int(n * self.validation_fraction)
-        n_train = n - n_cal - n_val
-        if min(n_cal, n_train) < w or (n_val and n_val < w):
-            raise DataError(
-                f"the series has {n} rows: too short to split into training "
-                f"({1 - self.calibration_fraction - self.validation_fraction:.0%}), validation "
-                f"and calibration parts of at least one window ({w}) each"
-            )
-        train_rows = series.values[:n_train]
-        if self.loss == "bce":  # BCE needs targets in [0, 1]: min-max scaling
-            offset = train_rows.min(axis=0).astype(np.float64)
-            scale = train_rows.max(axis=0).astype(np.float64) - offset
-        else:
-            offset = train_rows.mean(axis=0, dtype=np.float64)
-            scale = train_rows.std(axis=0, dtype=np.float64)
-        if (scale == 0).any():
-            flat = [c for c, s in zip(schema.columns, scale, strict=True) if s == 0]
-            log.warning("columns %s are constant in the training data", flat)
-            scale = np.where(scale == 0, 1.0, scale)
-        self.schema_ = schema
-        self.offset_, self.scale_ = offset, scale
-        self.calendar_: tuple[float, ...] = ()
-        if self.calendar and series.timestamps is not None:
-            self.calendar_ = seasonal_periods(self._standardize(train_rows), series.timestamps[:n_train], w)
-            if self.calendar_:
-                log.info("seasonal cycles longer than the window: %s s", self.calendar_)
-        z = self._standardize(series.values, series.timestamps)
-        train_w = sliding_windows(z[:n_train], w)
-        val_w = sliding_windows(z[n_train : n_train + n_val], w) if n_val else train_w[:0]
-        if y is not None:  # labelled anomalies never enter training or validation
-            keep = ~sliding_windows(y[:n_train, None], w).any(axis=(1, 2))
-            train_w = train_w[keep]
-            if n_val:
-                val_w = val_w[~sliding_windows(y[n_train : n_train + n_val, None], w).any(axis=(1, 2))]
-        output = "sigmoid" if self.loss == "bce" else "identity"
-        n_inputs = len(schema.columns) + 2 * len(self.calendar_)
-        self.model_ = self._build("timeseries", (w, n_inputs), output)
-        self.training_ = train_autoencoder(
-            self.model_,
-            train_w,
-            val_w,
-            cfg,
-            device=self.device_,
-            seed=self.seed,
-            progress=self.progress,
-        )
-        cal = slice(n_train + n_val, n)
-        cal_err = self._series_errors([z[cal]])
-        # Column scales from the training part, so the threshold is calibrated on errors
-        # the scales never saw.
-        train_err = self._series_errors([z[:n_train]])
-        smoothing = self.smoothing if self.smoothing is not None else max(1, w // 4)
-        self.series_scoring_: SeriesScoring | None = fit_series_scoring(train_err, smoothing)
-        cal_scores, _ = series_point_scores(cal_err, self.series_scoring_)
-        cal_labels = y[cal] if y is not None else None
-        stamps = series.timestamps[cal] if series.timestamps is not None else None
-        self._set_threshold(cal_scores, cal_labels, stamps)
-        self.fingerprint_ = _fingerprint(series.values)
-        self.n_train_records_ = n_train
-
-    def _fit_images(self, data: Input, labels: Any, cfg: TrainConfig) -> None:
-        want = None
-        if self.image_size is not None:
-            _, probe = _load_images(data, None)  # channels from the data, size from the argument
-            want = ImageSchema(int(self.image_size[0]), int(self.image_size[1]), probe.images.shape[1])
-        schema, batch = _load_images(data, want)
-        n = len(batch.images)
-        y = _as_labels(labels, n, "images")
-        rng = np.random.default_rng(self.seed)
-        normal = np.flatnonzero(~y) if y is not None else np.arange(n)
-        normal = rng.permutation(normal)
-        n_cal = max(1, int(len(normal) * self.calibration_fraction))
-        n_val = int(len(normal) * self.validation_fraction)
-        if len(normal) - n_cal - n_val < 2:
-            raise DataError(f"{n} images are too few to train, validate and calibrate")
-        cal_idx = np.sort(np.r_[normal[:n_cal], np.flatnonzero(y) if y is not None else []]).astype(int)
-        val_idx = np.sort(normal[n_cal : n_cal + n_val])
-        train_idx = np.sort(normal[n_cal + n_val :])
-        self.schema_ = schema
-        self.offset_, self.scale_ = np.zeros(1), np.ones(1)
-        output = "sigmoid"  # pixels live in [0, 1]
-        shape = (schema.channels, schema.height, schema.width)
-        self.model_ = self._build("image", shape, output)
-        images = batch.images
-        self.training_ = train_autoencoder(
-            self.model_,
-            images[train_idx],
-            images[val_idx],
-            cfg,
-            device=self.device_,
-            seed=self.seed,
-            progress=self.progress,
-        )
-        cal_scores, _, _ = score_images(
-            self.model_, images[cal_idx], self.loss, self.device_, self.worst_pixels, keep_maps=False
-        )
-        self.series_scoring_ = None
-        self.calendar_ = ()
-        self._set_threshold(cal_scores, y[cal_idx] if y is not None else None, None)
-        self.fingerprint_ = _fingerprint(images)
-        self.n_train_records_ = len(train_idx)
 
     def _set_threshold(
         self, cal_scores: np.ndarray, cal_labels: np.ndarray | None, stamps: np.ndarray | None
@@ -566,11 +315,6 @@ class Detector:
             raise ConfigError("false_alarms needs a time column to count events per time")
         return self.false_alarms
 
-    def _fill(self) -> FillMethod | None:
-        if self.fill is not None and self.fill not in FILL_METHODS:
-            raise ConfigError(f"fill must be one of {FILL_METHODS}, got {self.fill!r}")
-        return self.fill  # type: ignore[return-value]
-
     def with_threshold(self, threshold: Threshold) -> Detector:
         """A copy of this fitted detector with another threshold (weights shared, read-only).
 
@@ -592,57 +336,17 @@ class Detector:
         if not hasattr(self, "model_"):
             raise NotFittedError("this Detector is not fitted yet: call fit() or Detector.load()")
 
-    def _standardize(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
-        """The model's input rows: standardized values, then the calendar phases (if any)."""
-        # Clipped so that extreme inputs (1e308) stay finite in float32 and score high rather
-        # than NaN: a million standard deviations is anomalous enough to flag.
-        z = np.clip((values - self.offset_) / self.scale_, -Z_LIMIT, Z_LIMIT).astype(np.float32)
-        periods = getattr(self, "calendar_", ())
-        if not periods:
-            return z
-        if timestamps is None:
-            raise SchemaError(
-                "this detector reads the phase of the day/week from the time column; "
-                "give the batch with its time column"
-            )
-        return np.concatenate([z, calendar_phases(timestamps, periods)], axis=1)
-
-    def _windows(self, series: Any) -> np.ndarray:
-        """The model's input windows of a loaded series (a view: calendar phases included)."""
-        return sliding_windows(self._standardize(series.values, series.timestamps), self.window, self.stride)
-
-    def _as_series_input(self, data: Input) -> tuple[str | Path | pd.DataFrame, SeriesSchema]:
-        """A bare (rows, columns) array holds values only: read it without a time column."""
-        if isinstance(data, np.ndarray):
-            columns = list(self.schema_.columns)
-            if data.ndim != 2 or data.shape[1] != len(columns):
-                raise SchemaError(f"expected an array of shape (n, {len(columns)}), got {data.shape}")
-            return pd.DataFrame(data, columns=columns), SeriesSchema(None, tuple(columns))
-        return data, self.schema_
-
-    def _window_ends(self, n_rows: int) -> np.ndarray:
-        """The last row of each window on the window/stride grid of a series of `n_rows`."""
-        return np.arange(self.window - 1, n_rows, self.stride)
-
     def read(self, data: Input | Batch) -> Batch:
         """Read and validate a batch against the training schema, once: a CSV/Parquet file,
         folder of images, .npy/.npz/IDX file, DataFrame or array (a read batch is returned as
         is). The batch carries its records and the content hash of the file(s) read.
         Raises DataError (SchemaError) when it is unreadable or does not match."""
-        self._check_fitted()
+        adapter = self.adapter_
         if isinstance(data, SeriesBatch | ImageBatch):
-            if isinstance(data, SeriesBatch) != (self.modality_ == "timeseries"):
+            if not isinstance(data, adapter.batch_type):
                 raise SchemaError(f"this {self.modality_} detector cannot score a {type(data).__name__}")
             return data
-        if self.modality_ == "timeseries":
-            source, schema = self._as_series_input(data)
-            return load_series(source, schema, fill=self._fill())[1]
-        return _load_images(data, self.schema_)[1]
-
-    def _series_errors(self, chunks: Any) -> np.ndarray:
-        """Per-point errors of the value columns (calendar inputs are context, not scored)."""
-        errors, _ = score_windows(self.model_, chunks, self.window, self.stride, self.loss, self.device_)
-        return errors[:, : len(self.schema_.columns)]
+        return adapter.read(self, data)
 
     def score(self, data: Input | Batch, *, latent_sample: int = LATENT_SAMPLE, seed: int = 0) -> ScoreResult:
         """Score a batch (same input kinds as `fit`, or a batch from `read`): one score per
@@ -655,67 +359,12 @@ class Detector:
         scoring pass itself. Raises SchemaError when the input does not match the training
         schema.
         """
-        batch = self.read(data)
-        if isinstance(batch, SeriesBatch):
-            return self._score_series(batch, latent_sample, seed)
-        return self._score_images(batch, latent_sample, seed)
-
-    def _score_series(self, batch: SeriesBatch, latent_sample: int, seed: int) -> ScoreResult:
-        z = self._standardize(batch.values, batch.timestamps)
-        ends = self._window_ends(len(z))
-        rows = ends[sample_rows(len(ends), latent_sample, seed)]
-        errors, codes = score_windows(
-            self.model_,
-            iter([z]),
-            self.window,
-            self.stride,
-            self.loss,
-            self.device_,
-            sample_starts=rows - (self.window - 1),
-        )
-        scores, col_err = series_point_scores(errors[:, : len(self.schema_.columns)], self.series_scoring_)
-        flags = scores > self.threshold_
-        columns = self.schema_.columns
-        events = describe_events(find_events(flags, self._gap()), scores, col_err, columns, batch.timestamps)
-        return ScoreResult(
-            scores=scores,
-            is_anomaly=flags,
-            calibration_scores=self.calibration_scores_,
-            threshold=self.threshold_,
-            timestamps=batch.timestamps,
-            column_errors=col_err,
-            columns=columns,
-            events=events,
-            batch=batch,
-            latents=LatentSample(rows, codes),
-        )
-
-    def _score_images(self, batch: ImageBatch, latent_sample: int, seed: int) -> ScoreResult:
-        rows = sample_rows(len(batch.images), latent_sample, seed)
-        scores, maps, codes = score_images(
-            self.model_, batch.images, self.loss, self.device_, self.worst_pixels, sample=rows
-        )
-        return ScoreResult(
-            image_keys=batch.keys,
-            scores=scores,
-            is_anomaly=scores > self.threshold_,
-            calibration_scores=self.calibration_scores_,
-            threshold=self.threshold_,
-            error_maps=maps,
-            batch=batch,
-            latents=LatentSample(rows, codes),
-        )
+        return self.adapter_.score(self, self.read(data), latent_sample, seed)
 
     def latent_sample(self, data: Input | Batch, *, size: int = LATENT_SAMPLE, seed: int = 0) -> LatentSample:
         """The latent codes of the records `score` would sample, without scoring (for the
         reference profile): the same draw, through the encoder alone."""
-        batch = self.read(data)
-        if isinstance(batch, SeriesBatch):
-            ends = self._window_ends(batch.n_records)
-            pick = sample_rows(len(ends), size, seed)
-            return LatentSample(ends[pick], encode(self.model_, self._windows(batch)[pick], self.device_))
-        rows = sample_rows(batch.n_records, size, seed)
-        return LatentSample(rows, encode(self.model_, batch.images[rows], self.device_))
+        return self.adapter_.latent_sample(self, self.read(data), size, seed)
 
     def encode(self, data: Input | Batch, *, max_samples: int | None = 5_000, seed: int = 0) -> np.ndarray:
         """Latent codes of the input's windows or images (N, latent_dim), for drift checks.
@@ -723,7 +372,7 @@ class Detector:
         At most `max_samples` records, drawn evenly (seeded) so the cost stays bounded.
         """
         batch = self.read(data)
-        samples = self._windows(batch) if isinstance(batch, SeriesBatch) else batch.images
+        samples = self.adapter_.model_inputs(self, batch)
         if max_samples is not None:
             samples = samples[sample_rows(len(samples), max_samples, seed)]
         return encode(self.model_, samples, self.device_)
@@ -731,174 +380,14 @@ class Detector:
     # --- persistence --------------------------------------------------------------------
 
     def manifest(self) -> dict[str, Any]:
-        """The JSON-ready description saved beside the weights."""
-        self._check_fitted()
-        schema: dict[str, Any]
-        if isinstance(self.schema_, SeriesSchema):
-            schema = {
-                "timestamp_col": self.schema_.timestamp_col,
-                "columns": list(self.schema_.columns),
-            }
-        else:
-            schema = {
-                "height": self.schema_.height,
-                "width": self.schema_.width,
-                "channels": self.schema_.channels,
-            }
-        thr = self.threshold_info_
-        return {
-            "format_version": FORMAT_VERSION,
-            "aemon_version": __version__,
-            "modality": self.modality_,
-            "params": self.get_params(),
-            "schema": schema,
-            "model": self.model_.spec.to_dict(),
-            "preprocessing": {"offset": self.offset_.tolist(), "scale": self.scale_.tolist()},
-            "threshold": {
-                "value": thr.value,
-                "method": thr.method,
-                "params": thr.params,
-                "false_alarms": self.false_alarms_,
-            },
-            "scoring": self.series_scoring_.to_dict() if self.series_scoring_ is not None else None,
-            "calendar": list(getattr(self, "calendar_", ())),
-            "calibration": {
-                "scores": self.calibration_scores_.tolist(),
-                "summary": self.calibration_summary_,
-                "fpr": self.calibration_fpr_,
-            },
-            "training": {
-                "fingerprint": self.fingerprint_,
-                "n_train_records": self.n_train_records_,
-                "best_epoch": self.training_.best_epoch,
-                "best_val_loss": self.training_.best_val_loss,
-                "stopped_early": self.training_.stopped_early,
-                "history": self.training_.history,
-            },
-        }
+        """The JSON-ready description saved beside the weights (see `aemon.manifest`)."""
+        return detector_manifest(self)
 
     def save(self, path: str | Path) -> Path:
         """Write the detector to a folder: `weights.pt` (state_dict) and `manifest.json`."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        manifest = self.manifest()
-        torch.save(self.model_.state_dict(), folder / WEIGHTS_FILE)
-        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=str))
-        return folder
+        return save_detector(self, path)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> Detector:
         """Read a folder written by `save`; weights are loaded with `weights_only=True`."""
-        folder = Path(path)
-        try:
-            manifest = json.loads((folder / MANIFEST_FILE).read_text())
-        except FileNotFoundError as exc:
-            raise ModelFormatError(f"{folder}: no {MANIFEST_FILE}; not a saved Detector") from exc
-        except json.JSONDecodeError as exc:
-            raise ModelFormatError(f"{folder / MANIFEST_FILE}: invalid JSON ({exc})") from exc
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ModelFormatError(
-                f"{folder}: detector format version {version!r}; this aemon reads {FORMAT_VERSION}"
-            )
-        try:
-            params = dict(manifest["params"])
-            params.setdefault("worst_pixels", 1.0)  # saved before it existed: scored by the mean
-            params["device"] = device
-            det = cls(**params)
-            det.modality_ = manifest["modality"]
-            det.device_ = resolve_device(device)
-            s = manifest["schema"]
-            det.schema_ = (
-                SeriesSchema(s["timestamp_col"], tuple(s["columns"]))
-                if det.modality_ == "timeseries"
-                else ImageSchema(s["height"], s["width"], s["channels"])
-            )
-            det.model_ = Autoencoder(ModelSpec.from_dict(manifest["model"]))
-            try:
-                state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-            except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
-                # Only the error's type: torch's text advises weights_only=False, exactly what
-                # must not be done with a file that someone changed.
-                raise ModelFormatError(
-                    f"{folder / WEIGHTS_FILE}: not a readable state dict, corrupt or changed "
-                    f"({type(exc).__name__})"
-                ) from exc
-            det.model_.load_state_dict(state)
-            det.model_.to(det.device_).eval()
-            det.offset_ = np.asarray(manifest["preprocessing"]["offset"], dtype=np.float64)
-            det.scale_ = np.asarray(manifest["preprocessing"]["scale"], dtype=np.float64)
-            t = manifest["threshold"]
-            det.threshold_info_ = Threshold(float(t["value"]), t["method"], t["params"])
-            det.threshold_ = float(t["value"])
-            # Saved before events were the default: the budget was the false_alarms argument.
-            det.false_alarms_ = t.get("false_alarms", params.get("false_alarms"))
-            scoring = manifest.get("scoring")  # absent before normalised, smoothed scores
-            det.series_scoring_ = SeriesScoring.from_dict(scoring) if scoring else None
-            det.calendar_ = tuple(float(p) for p in manifest.get("calendar", []))
-            cal = manifest["calibration"]
-            det.calibration_scores_ = np.asarray(cal["scores"], dtype=np.float64)
-            det.calibration_summary_ = cal["summary"]
-            det.calibration_fpr_ = cal["fpr"]
-            tr = manifest["training"]
-            from aemon.training import TrainResult
-
-            det.training_ = TrainResult(
-                tr["history"], tr["best_epoch"], tr["best_val_loss"], tr["stopped_early"]
-            )
-            det.fingerprint_ = tr["fingerprint"]
-            det.n_train_records_ = tr["n_train_records"]
-        except LOAD_ERRORS as exc:
-            raise ModelFormatError(f"{folder}: corrupt or incomplete detector ({exc})") from exc
-        return det
-
-
-def _load_images(data: Input, schema: ImageSchema | None) -> tuple[ImageSchema, ImageBatch]:
-    if isinstance(data, pd.DataFrame):
-        raise DataError("images are given as a folder, .npy/.npz, IDX .gz file or array, not a DataFrame")
-    return load_images(data, schema)
-
-
-def _as_labels(labels: Any, n: int, what: str) -> np.ndarray | None:
-    if labels is None:
-        return None
-    y = np.asarray(labels)
-    if y.shape != (n,):
-        raise DataError(f"labels must hold one value per {what[:-1]} ({n}), got shape {y.shape}")
-    return y.astype(bool)
-
-
-def _fingerprint(array: np.ndarray) -> str:
-    return "sha256:" + hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-SEASONS = (86_400.0,)  # a day, in seconds
-
-
-def seasonal_periods(
-    z: np.ndarray, timestamps: np.ndarray, window: int, min_acf: float = 0.3
-) -> tuple[float, ...]:
-    """The cycles of SEASONS that a window cannot see (longer than it) but the standardized
-    training rows `z` show: at least two cycles long, autocorrelation >= `min_acf` at that lag
-    (mean over columns)."""
-    if len(timestamps) < 3:
-        return ()
-    step = float(np.median(np.diff(timestamps.astype("datetime64[ns]").astype(np.int64)))) / 1e9
-    found = []
-    for period in SEASONS:
-        lag = round(period / step) if step > 0 else 0
-        if lag <= window or 2 * lag >= len(z):
-            continue
-        a, b = z[:-lag] - z[:-lag].mean(0), z[lag:] - z[lag:].mean(0)
-        denom = np.sqrt((a * a).sum(0) * (b * b).sum(0))
-        acf = np.divide((a * b).sum(0), denom, out=np.zeros(z.shape[1]), where=denom > 0)
-        if float(acf.mean()) >= min_acf:
-            found.append(period)
-    return tuple(found)
-
-
-def calendar_phases(timestamps: np.ndarray, periods: Sequence[float]) -> np.ndarray:
-    """(n, 2 * len(periods)) float32: sin and cos of each row's phase in each cycle (UTC)."""
-    t = timestamps.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
-    angles = [2 * np.pi * np.mod(t, p) / p for p in periods]
-    return np.stack([f(a) for a in angles for f in (np.sin, np.cos)], axis=1).astype(np.float32)
+        return load_detector(cls, path, device=device)

@@ -40,8 +40,9 @@ def evaluate_result(detector: Detector, res: Any, labels: Any) -> dict[str, floa
         if y.shape != (n,):
             raise DataError(f"labels must hold one value per record ({n}), got shape {y.shape}")
         normal = ~y
-        if detector.modality_ == "timeseries" and detector.window > 1:
-            normal = ~_dilate(y, detector.window - 1)
+        reach = detector.adapter_.block_size(detector.window) - 1  # neighbours flagged with an anomaly
+        if reach > 0:
+            normal = ~_dilate(y, reach)
         metrics["n_anomalies"] = float(y.sum())
     metrics["n_normal"] = float(normal.sum())
     if normal.any():

@@ -42,7 +42,7 @@ class ModelSpec:
     """Everything needed to rebuild the network; stored in the detector manifest."""
 
     arch: str
-    modality: str  # "timeseries" | "image"
+    modality: str  # the adapter's name, for people reading the manifest
     input_shape: tuple[int, ...]  # (window, columns) or (channels, height, width)
     latent_dim: int
     hidden: tuple[int, ...]
@@ -58,20 +58,25 @@ class ModelSpec:
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
         return cls(**{**d, "input_shape": tuple(d["input_shape"]), "hidden": tuple(d["hidden"])})
 
+    @property
+    def windowed(self) -> bool:
+        """Inputs are windows of a series (window, columns), not images (channels, height, width)."""
+        return len(self.input_shape) == 2
 
-def _default_latent_dim(sequence: bool, modality: str, n_in: int) -> int:
+
+def _default_latent_dim(sequence: bool, windowed: bool, n_in: int) -> int:
     if sequence:
         return int(min(64, max(16, n_in // 8)))
-    return int(min(64, max(4, n_in // 8))) if modality == "timeseries" else 16
+    return int(min(64, max(4, n_in // 8))) if windowed else 16
 
 
-def _default_hidden(arch: str, modality: str, n_in: int, latent_dim: int) -> tuple[int, ...]:
+def _default_hidden(arch: str, windowed: bool, n_in: int, latent_dim: int) -> tuple[int, ...]:
     if arch in SEQUENCE_ARCHITECTURES:
         return (32,)  # per direction for aer
     if arch == "dense":
         h1 = int(min(512, max(32, n_in // 2)))
         return (h1, int(max(latent_dim * 2, h1 // 2)))
-    return (32, 64) if modality == "timeseries" else (16, 32)
+    return (32, 64) if windowed else (16, 32)
 
 
 def default_spec(
@@ -90,19 +95,20 @@ def default_spec(
     if arch not in ARCHITECTURES:
         raise ConfigError(f"model must be one of {ARCHITECTURES}, got {arch!r}")
     sequence = arch in SEQUENCE_ARCHITECTURES
-    if sequence and modality != "timeseries":
+    windowed = len(input_shape) == 2  # (window, columns); images are (channels, height, width)
+    if sequence and not windowed:
         raise ConfigError(f"model {arch!r} is for time series only; use 'conv' or 'dense' for images")
     if sequence and input_shape[0] < (3 if arch == "aer" else 1):
         raise ConfigError(f"model {arch!r} needs a window of at least 3 steps, got {input_shape[0]}")
     n_in = math.prod(input_shape)
     if latent_dim is None:
-        latent_dim = _default_latent_dim(sequence, modality, n_in)
+        latent_dim = _default_latent_dim(sequence, windowed, n_in)
     if latent_dim < 1:
         raise ConfigError(f"latent_dim must be >= 1, got {latent_dim}")
     if hidden is not None and sequence and len(hidden) != 1:
         raise ConfigError(f"model {arch!r} takes one hidden size (LSTM units), got {hidden}")
     if hidden is None:
-        hidden = _default_hidden(arch, modality, n_in, latent_dim)
+        hidden = _default_hidden(arch, windowed, n_in, latent_dim)
     if patch is None:  # about 16 LSTM steps per window: an LSTM step costs the same at any width
         patch = max(1, input_shape[0] // 16) if sequence else 1
     if patch < 1 or (patch > 1 and not sequence):
@@ -196,7 +202,7 @@ class Autoencoder(nn.Module):
             self.encoder = _LSTMEncoder(cols, units, bi, spec.patch)
             self.decoder = _LSTMDecoder(n_feat, units, bi, window, cols, spec.patch)
             self._feat_shape = (n_feat,)
-        elif spec.modality == "timeseries":
+        elif spec.windowed:
             window, cols = shape
             self.encoder, self._feat_shape = self._conv_encoder(nn.Conv1d, cols, (window,))
             self.decoder = self._conv_decoder(nn.ConvTranspose1d, cols)
@@ -229,7 +235,7 @@ class Autoencoder(nn.Module):
 
     def _to_net(self, x: torch.Tensor) -> torch.Tensor:
         # Conv1d wants (batch, columns, window); windows arrive as (batch, window, columns).
-        if self.spec.arch == "conv" and self.spec.modality == "timeseries":
+        if self.spec.arch == "conv" and self.spec.windowed:
             return x.transpose(1, 2)
         if self.spec.arch == "aer":  # the first and last steps are to be predicted, not seen
             return x[:, 1:-1]
@@ -237,7 +243,7 @@ class Autoencoder(nn.Module):
 
     def _from_net(self, y: torch.Tensor) -> torch.Tensor:
         if self.spec.arch == "conv":
-            if self.spec.modality == "timeseries":
+            if self.spec.windowed:
                 y = y[..., : self.spec.input_shape[0]].transpose(1, 2)
             else:
                 y = y[..., : self.spec.input_shape[1], : self.spec.input_shape[2]]

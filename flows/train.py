@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from aemon import drift, registry
-from aemon.data.images import is_image_source, load_images
-from aemon.data.timeseries import is_timeseries_path, read_frame_chunks
 from aemon.detector import Detector
 from aemon.errors import ConfigError, DataError
 from aemon.evaluation import evaluate_detector
+from aemon.modalities import adapter_for, infer_adapter
 from aemon.registry import RegisteredVersion
 from flows.common import logger, retry_on_io
 from flows.orchestration import NO_CACHE, flow, task
@@ -86,21 +85,17 @@ def load_reference(data: str, modality: str | None = None, labels: str | None = 
     path = Path(data)
     if not path.exists():
         raise DataError("file or folder not found", source=path)
-    if modality is None:
-        modality = "timeseries" if is_timeseries_path(path) else ("image" if is_image_source(path) else None)
-        if modality is None:
-            raise DataError("cannot tell the modality; pass --modality", source=path)
-    keys: list[str] | None = None
-    if modality == "timeseries":
-        frame: pd.DataFrame | np.ndarray = pd.concat(list(read_frame_chunks(path)), ignore_index=True)
-    elif modality == "image":
-        _, batch = load_images(path)
-        frame, keys = batch.images.transpose(0, 2, 3, 1), batch.keys
+    if modality is not None:
+        adapter = adapter_for(modality)
     else:
-        raise ConfigError(f"modality must be 'timeseries' or 'image', got {modality!r}")
+        try:
+            adapter = infer_adapter(path)
+        except DataError:
+            raise DataError("cannot tell the modality; pass --modality", source=path) from None
+    frame, keys = adapter.read_reference(path)
     y = _read_labels(labels, len(frame), keys) if labels is not None else None
-    logger().info("loaded %d %s records from %s", len(frame), modality, data)
-    return Reference(modality, frame, y, str(data))
+    logger().info("loaded %d %s records from %s", len(frame), adapter.name, data)
+    return Reference(adapter.name, frame, y, str(data))
 
 
 @task(cache_policy=NO_CACHE)
@@ -112,7 +107,7 @@ def split_holdout(reference: Reference, fraction: float, seed: int = 0) -> tuple
     n_hold = int(n * fraction)
     if n_hold == 0:
         return reference, None
-    if reference.modality == "timeseries":
+    if adapter_for(reference.modality).ordered:  # in time order: hold out the last records
         return reference.take(slice(0, n - n_hold)), reference.take(slice(n - n_hold, n))
     rng = np.random.default_rng(seed)
     y = reference.labels if reference.labels is not None else np.zeros(n, dtype=np.int64)

@@ -10,7 +10,6 @@ import pandas as pd
 
 from aemon.data.images import load_images
 from aemon.detector import Detector, Input
-from aemon.registry.pyfunc import series_frame
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -116,9 +115,5 @@ def training_figures(detector: Detector, reference: Input | None, res: Any, labe
     held-out series or images with their scores when `reference` was scored (`res`)."""
     figures = {"loss_curve": plot_loss(detector), "calibration_scores": plot_calibration(detector)}
     if reference is not None and res is not None:
-        if detector.modality_ == "timeseries":
-            frame = series_frame(detector, reference)
-            figures["holdout_series"] = plot_series(detector, frame, res, labels)
-        else:
-            figures["holdout_images"] = plot_images(detector, reference, res)
+        figures.update(detector.adapter_.holdout_figures(detector, reference, res, labels))
     return figures

@@ -6,19 +6,15 @@ and `p_value`; `input_example` and `model_signature` describe that input and out
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
 
-from aemon.data.images import decode_images, load_images
-from aemon.data.timeseries import read_frame_chunks
 from aemon.detector import Detector, Input
-from aemon.errors import DataError
+from aemon.modalities.base import column_type
 
 MODEL_ARTIFACT = "model"  # the pyfunc model's name inside the run
 DETECTOR_ARTIFACT = "detector"  # the detector folder inside the pyfunc model's artifacts
@@ -57,23 +53,7 @@ class AemonModel(PythonModel):
 
 def predict_frame(detector: Detector, frame: pd.DataFrame) -> pd.DataFrame:
     """What the pyfunc model returns for `frame` (see `AemonModel`)."""
-    if detector.modality_ == "timeseries":
-        return detector.score(frame.reset_index(drop=True)).to_frame()
-    if "image" in frame.columns and frame["image"].notna().all():
-        items: list[Any] = [bytes(b) for b in frame["image"]]
-        keys = [f"index:{i}" for i in range(len(items))]
-    elif "path" in frame.columns and frame["path"].notna().all():
-        items = keys = [str(p) for p in frame["path"]]
-    else:
-        raise DataError(
-            "an image model takes a column 'path' (image file paths) or 'image' (encoded "
-            f"PNG/JPEG bytes); got columns {list(frame.columns)}"
-        )
-    nchw = decode_images(items, detector.schema_)
-    res = detector.score(nchw.transpose(0, 2, 3, 1))
-    out = res.to_frame()
-    out["key"] = keys
-    return out
+    return detector.adapter_.serve(detector, frame)
 
 
 def pip_requirements() -> list[str]:
@@ -89,77 +69,16 @@ def pip_requirements() -> list[str]:
     return reqs
 
 
-def series_frame(detector: Detector, data: Input, n_rows: int | None = None) -> pd.DataFrame:
-    """The schema's columns of a series input, timestamps parsed (tz-naive UTC)."""
-    if isinstance(data, pd.DataFrame):
-        frame = data
-    elif isinstance(data, np.ndarray):
-        frame = pd.DataFrame(data, columns=list(detector.schema_.columns))
-    else:
-        chunks = read_frame_chunks(Path(data), n_rows or 1_000_000)
-        frame = next(chunks) if n_rows else pd.concat(list(chunks), ignore_index=True)
-    frame = frame.head(n_rows) if n_rows else frame
-    out = pd.DataFrame(index=range(len(frame)))
-    ts = detector.schema_.timestamp_col
-    if ts is not None:
-        stamps = pd.to_datetime(frame[ts].to_numpy(), format="mixed")
-        if stamps.tz is not None:
-            stamps = stamps.tz_convert("UTC").tz_localize(None)
-        out[ts] = stamps
-    for col in detector.schema_.columns:
-        out[col] = frame[col].to_numpy(dtype=np.float64)
-    return out
-
-
-def _png_bytes(image: np.ndarray) -> bytes:
-    """(C, H, W) float in [0, 1] -> PNG bytes."""
-    import io
-
-    from PIL import Image
-
-    arr = np.clip(np.round(image * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    buf = io.BytesIO()
-    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def input_example(detector: Detector, reference_data: Input | None = None) -> pd.DataFrame:
     """A small valid pyfunc input: the first rows / images of the reference data, or made up
     from the schema (a flat series at the training mean, a grey image) without one."""
-    if detector.modality_ == "timeseries":
-        n_rows = detector.window + 8
-        if reference_data is not None:
-            return series_frame(detector, reference_data, n_rows)
-        schema = detector.schema_
-        frame = pd.DataFrame(index=range(n_rows))
-        if schema.timestamp_col is not None:
-            frame[schema.timestamp_col] = pd.date_range("2026-01-01", periods=n_rows, freq="min")
-        for col, mean in zip(schema.columns, detector.offset_, strict=True):
-            frame[col] = float(mean)
-        return frame
-    schema = detector.schema_
-    if reference_data is not None:
-        images = load_images(reference_data, schema)[1].images[:2]  # type: ignore[arg-type]
-    else:
-        images = np.full((1, schema.channels, schema.height, schema.width), 0.5, np.float32)
-    return pd.DataFrame({"image": [_png_bytes(im) for im in images]})
-
-
-def _col_type(series: pd.Series) -> str:
-    kind = series.dtype.kind
-    return {"b": "boolean", "i": "long", "u": "long", "f": "double", "M": "datetime"}.get(
-        kind, "binary" if len(series) and isinstance(series.iloc[0], bytes) else "string"
-    )
+    return detector.adapter_.example_frame(detector, reference_data)
 
 
 def model_signature(detector: Detector, example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
     """Declared, not inferred: inference warns about integer columns and cannot express
     "a `path` or an `image` column" for images."""
-    if detector.modality_ == "timeseries":
-        inputs = Schema([ColSpec(_col_type(example[c]), str(c)) for c in example.columns])
-    else:
-        inputs = Schema(
-            [ColSpec("string", "path", required=False), ColSpec("binary", "image", required=False)]
-        )
-    outputs = Schema([ColSpec(_col_type(output[c]), str(c)) for c in output.columns])
+    columns = detector.adapter_.input_columns(example)
+    inputs = Schema([ColSpec(kind, name, required=required) for kind, name, required in columns])
+    outputs = Schema([ColSpec(column_type(output[c]), str(c)) for c in output.columns])
     return ModelSignature(inputs=inputs, outputs=outputs)

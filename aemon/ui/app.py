@@ -40,6 +40,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aemon import __version__
 from aemon.errors import AemonError, StoreError, safe_text
+from aemon.modalities import adapter_for
 from aemon.store import VERDICTS, AnomalyStore, Batch
 from aemon.ui import review as rv
 
@@ -256,7 +257,7 @@ class Pages:
                 "with the same content: showing the stored flagged records only"
             )
         context: dict[str, Any] = {"file_note": note, "batch_path": str(scored.path) if scored else None}
-        if promise.modality != "timeseries":
+        if not adapter_for(promise.modality).has_events:  # an image batch: its flagged images
             context["check"] = rv.rate_check(promise, batch, 0, None)
             context["images"] = [
                 {
@@ -368,7 +369,7 @@ class Pages:
             text = f"{n_flagged} of {n_records} records flagged ({100 * n_flagged / max(n_records, 1):.2f} %)"
             if promise is None or promise.target_fpr is None:
                 return text, None
-            block = promise.window if promise.modality == "timeseries" else 1
+            block = adapter_for(promise.modality).block_size(promise.window)
             return text, rv.drift.flag_rate_check(n_flagged, n_records, promise.target_fpr, block_size=block)
         detector = self.review.detector(mine[0].model_name, mine[0].model_version)
         n_events, days = 0, pd.Timedelta(0)

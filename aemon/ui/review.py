@@ -28,10 +28,12 @@ import pandas as pd
 from aemon import drift
 from aemon.batches import DONE_DIR, batch_sha256
 from aemon.errors import AemonError
+from aemon.modalities import adapter_for
 from aemon.store import Anomaly, AnomalyStore, Batch, FeedbackRow
 
 if TYPE_CHECKING:
-    from aemon.detector import Detector, ScoreResult
+    from aemon.detector import Detector
+    from aemon.results import ScoreResult
 
 MAX_CHART_POINTS = 4_000  # per panel; longer series are drawn as min/max envelopes
 MAX_CHART_EVENTS = 200  # shading more makes the chart slow and unreadable
@@ -63,7 +65,7 @@ class Promise:
 
 
 def promise_of(detector: Detector) -> Promise:
-    budget = detector.false_alarms_ if detector.modality_ == "timeseries" else None
+    budget = detector.adapter_.event_budget(detector)
     return Promise(
         modality=detector.modality_,
         budget=budget,
@@ -87,7 +89,7 @@ def rate_check(
         return drift.event_rate_check(n_events, span, promise.budget)
     if promise.target_fpr is None:
         return None
-    block = promise.window if promise.modality == "timeseries" else 1
+    block = adapter_for(promise.modality).block_size(promise.window)
     return drift.flag_rate_check(batch.n_flagged, batch.n_records, promise.target_fpr, block_size=block)
 
 
@@ -488,7 +490,7 @@ class Review:
             promise = self.promise(batch.model_name, batch.model_version) if batch.status == "done" else None
             n_events, check = None, None
             if promise is not None:
-                if promise.modality == "timeseries":
+                if adapter_for(promise.modality).has_events:
                     anomalies = self.store.list_anomalies(batch_id=batch.id, limit=None)
                     n_events = len(group_events(anomalies))
                 span = None

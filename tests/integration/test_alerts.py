@@ -33,9 +33,9 @@ from aemon.alerts import (
     target_id,
 )
 from aemon.config import max_alerts_per_hour
-from aemon.detector import ScoreResult
 from aemon.drift import DriftResult, flag_rate_check
 from aemon.errors import ConfigError
+from aemon.results import ScoreResult
 from aemon.store import AnomalyStore
 from aemon.synthetic import make_series
 

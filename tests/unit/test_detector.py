@@ -17,7 +17,7 @@ from aemon import (
     NotFittedError,
     SchemaError,
 )
-from aemon.detector import calendar_phases, seasonal_periods
+from aemon.standardize import calendar_phases, seasonal_periods
 from aemon.synthetic import make_images, make_series
 
 FAST = {"epochs": 2, "progress": False, "samples_per_epoch": 1024}

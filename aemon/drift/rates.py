@@ -1,0 +1,124 @@
+"""Score monitoring: does a batch raise more alarms than its model promised? A binomial test
+of the flag rate against the calibrated false-positive rate, or a Poisson test of the event
+rate against a false-alarm budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from aemon.calibration import parse_rate
+from aemon.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aemon.detector import Detector
+    from aemon.results import ScoreResult
+
+
+@dataclass(frozen=True)
+class FlagRateCheck:
+    """Whether a batch's flag rate keeps the false-positive rate the model promised.
+
+    `p_value`: one-sided binomial test of "the true flag rate is <= the promise";
+    `broken`: p_value < alpha and the observed rate is at least `min_ratio` times the promise.
+    """
+
+    n_flagged: int
+    n_records: int
+    observed_rate: float
+    promised_rate: float
+    p_value: float
+    broken: bool
+    message: str
+
+
+def flag_rate_check(
+    n_flagged: int,
+    n_records: int,
+    target_fpr: float,
+    *,
+    alpha: float = 0.001,
+    block_size: int = 1,
+    min_ratio: float = 1.5,
+) -> FlagRateCheck:
+    """Does the batch flag more than the `target_fpr` the threshold was calibrated for?
+
+    A broken promise means the data or the model changed (or the threshold is wrong): the
+    flags stop meaning "1 in 100 normal records". The test is a one-sided binomial test (its
+    tail, as scipy.stats.binomtest computes it). It assumes independent records: true for
+    images, not for time series, where a point's score is the mean over the windows covering
+    it, so neighbours are flagged together and a plain test on points would be
+    anti-conservative (too many broken promises). Pass `block_size` = the window length for series:
+    records are then counted in blocks (n / block_size trials, the flagged count scaled
+    alike), which is conservative.
+    `min_ratio` keeps huge batches from failing on a practically irrelevant excess.
+
+    Example:
+        >>> flag_rate_check(90, 1000, 0.01).message
+        'this model flags 9.0 % where it promised 1.0 % (p = 1.3e-54)'
+    """
+    # scipy.special, not scipy.stats: the same tail sums, without 1-2 s of imports per command.
+    from scipy.special import bdtrc
+
+    if not 0 < target_fpr < 1:
+        raise ConfigError(f"target_fpr must be in (0, 1), got {target_fpr}")
+    if n_records < 0 or not 0 <= n_flagged <= max(n_records, 0):
+        raise ConfigError(f"need 0 <= n_flagged <= n_records, got {n_flagged} of {n_records}")
+    if block_size < 1:
+        raise ConfigError(f"block_size must be >= 1, got {block_size}")
+    if n_records == 0:
+        return FlagRateCheck(0, 0, 0.0, target_fpr, 1.0, False, "no records to check the flag rate on")
+    observed = n_flagged / n_records
+    n_trials = max(1, n_records // block_size)
+    k = min(n_trials, round(n_flagged * n_trials / n_records))
+    p_value = float(bdtrc(k - 1, n_trials, target_fpr)) if k else 1.0  # P(X >= k)
+    broken = p_value < alpha and observed >= min_ratio * target_fpr
+    rates = f"{100 * observed:.1f} % where it promised {100 * target_fpr:.1f} % (p = {p_value:.2g})"
+    message = f"this model flags {rates}" if broken else f"flag rate within the promise: {rates}"
+    return FlagRateCheck(n_flagged, n_records, observed, target_fpr, p_value, broken, message)
+
+
+def event_rate_check(
+    n_events: int, span: pd.Timedelta, budget: str, *, alpha: float = 0.001, min_ratio: float = 1.5
+) -> FlagRateCheck:
+    """Does a series batch raise more alarms (events) than the false-alarm `budget` promised?
+
+    One-sided Poisson test of "the true event rate is <= the budget" over the batch's `span`;
+    broken when p < alpha and the count is at least `min_ratio` times the promise. Rates in
+    the result are events per day.
+
+    Example:
+        >>> event_rate_check(6, pd.Timedelta(days=1), "1/week").message
+        'this model raised 6 alarms in 1 days where it promised at most 1/week (p = 1e-08)'
+    """
+    from scipy.special import pdtrc  # not scipy.stats: see flag_rate_check
+
+    count, period = parse_rate(budget)
+    days = max(span / pd.Timedelta(days=1), 0.0)
+    promised = count * (span / period)
+    p_value = float(pdtrc(n_events - 1, promised)) if n_events else 1.0  # P(X >= n_events)
+    broken = p_value < alpha and n_events >= min_ratio * promised
+    what = f"{n_events} alarms in {days:.3g} days where it promised at most {budget} (p = {p_value:.2g})"
+    message = f"this model raised {what}" if broken else f"alarms within the promise: {what}"
+    per_day = count / (period / pd.Timedelta(days=1))
+    observed = n_events / days if days > 0 else 0.0
+    return FlagRateCheck(n_events, n_events, observed, per_day, p_value, broken, message)
+
+
+def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0.001) -> FlagRateCheck | None:
+    """The batch's alarms against its detector's promise (None: no promise): events per time
+    for a false-alarm budget (`event_rate_check`), else the pointwise flag rate
+    (`flag_rate_check`; series are counted in blocks of one window).
+    """
+    budget = detector.adapter_.event_budget(detector)
+    if budget is not None and result.events is not None and result.timestamps is not None:
+        stamps = result.timestamps
+        span = pd.Timedelta(stamps[-1] - stamps[0]) if len(stamps) else pd.Timedelta(0)
+        return event_rate_check(len(result.events), span, budget, alpha=alpha)
+    promise = detector.threshold_info_.promised_fpr
+    if promise is None:
+        return None
+    block = detector.adapter_.block_size(detector.window)
+    return flag_rate_check(result.n_flagged, result.n_records, promise, alpha=alpha, block_size=block)

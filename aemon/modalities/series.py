@@ -1,0 +1,275 @@
+"""Time series: a record is a point; the model sees standardized sliding windows, a point's
+score is the smoothed, column-normalised error of the windows covering it, and flagged points
+merge into events."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import pandas as pd
+
+from aemon.calibration import describe_events, find_events
+from aemon.data.timeseries import (
+    FILL_METHODS,
+    FillMethod,
+    SeriesBatch,
+    SeriesSchema,
+    is_timeseries_path,
+    load_series,
+    read_frame_chunks,
+    sliding_windows,
+)
+from aemon.errors import ConfigError, DataError, SchemaError
+from aemon.modalities.base import Modality, as_labels, column_type, fingerprint
+from aemon.results import LatentSample, ScoreResult, sample_rows
+from aemon.standardize import fit_scaling, seasonal_periods, standardize
+
+if TYPE_CHECKING:
+    from aemon.detector import Detector, Input
+    from aemon.training import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class SeriesModality(Modality):
+    name = "timeseries"
+    batch_type = SeriesBatch
+    default_arch = "dense"
+    learning_rate = 1e-3
+    samples_per_epoch = None  # the training set size, clipped (see aemon.training)
+    ordered = True
+    has_events = True
+    # Windows of a series are autocorrelated: K-S p-values would cry drift (see drift_report).
+    drift_test = "wasserstein"
+
+    def accepts(self, data: Input) -> bool:
+        if isinstance(data, pd.DataFrame):
+            return True
+        if isinstance(data, np.ndarray):
+            return data.ndim < 3
+        return is_timeseries_path(Path(data))
+
+    def fit(self, det: Detector, data: Input, labels: Any, cfg: TrainConfig) -> None:
+        # torch loads on first use, not on import: light commands and the ui stay fast.
+        from aemon.scoring import fit_series_scoring, series_point_scores
+        from aemon.training import train_autoencoder
+
+        if isinstance(data, np.ndarray):
+            data = pd.DataFrame(data, columns=[f"x{i}" for i in range(data.shape[1])])
+        schema, series = load_series(
+            data, timestamp_col=det.timestamp_col, columns=det.columns, fill=_fill(det)
+        )
+        n, w = len(series.values), det.window
+        y = as_labels(labels, n, "rows")
+        n_cal = int(n * det.calibration_fraction)
+        n_val = int(n * det.validation_fraction)
+        n_train = n - n_cal - n_val
+        if min(n_cal, n_train) < w or (n_val and n_val < w):
+            raise DataError(
+                f"the series has {n} rows: too short to split into training "
+                f"({1 - det.calibration_fraction - det.validation_fraction:.0%}), validation "
+                f"and calibration parts of at least one window ({w}) each"
+            )
+        train_rows = series.values[:n_train]
+        det.schema_ = schema
+        det.offset_, det.scale_ = fit_scaling(train_rows, schema.columns, min_max=det.loss == "bce")
+        det.calendar_ = ()
+        if det.calendar and series.timestamps is not None:
+            det.calendar_ = seasonal_periods(
+                self.standardize(det, train_rows), series.timestamps[:n_train], w
+            )
+            if det.calendar_:
+                log.info("seasonal cycles longer than the window: %s s", det.calendar_)
+        z = self.standardize(det, series.values, series.timestamps)
+        train_w = sliding_windows(z[:n_train], w)
+        val_w = sliding_windows(z[n_train : n_train + n_val], w) if n_val else train_w[:0]
+        if y is not None:  # labelled anomalies never enter training or validation
+            keep = ~sliding_windows(y[:n_train, None], w).any(axis=(1, 2))
+            train_w = train_w[keep]
+            if n_val:
+                val_w = val_w[~sliding_windows(y[n_train : n_train + n_val, None], w).any(axis=(1, 2))]
+        output = "sigmoid" if det.loss == "bce" else "identity"
+        n_inputs = len(schema.columns) + 2 * len(det.calendar_)
+        det.model_ = det._build(self, (w, n_inputs), output)
+        det.training_ = train_autoencoder(
+            det.model_,
+            train_w,
+            val_w,
+            cfg,
+            device=det.device_,
+            seed=det.seed,
+            progress=det.progress,
+        )
+        cal = slice(n_train + n_val, n)
+        cal_err = _errors(det, [z[cal]])
+        # Column scales from the training part, so the threshold is calibrated on errors
+        # the scales never saw.
+        train_err = _errors(det, [z[:n_train]])
+        smoothing = det.smoothing if det.smoothing is not None else max(1, w // 4)
+        det.series_scoring_ = fit_series_scoring(train_err, smoothing)
+        cal_scores, _ = series_point_scores(cal_err, det.series_scoring_)
+        cal_labels = y[cal] if y is not None else None
+        stamps = series.timestamps[cal] if series.timestamps is not None else None
+        det._set_threshold(cal_scores, cal_labels, stamps)
+        det.fingerprint_ = fingerprint(series.values)
+        det.n_train_records_ = n_train
+
+    def read_reference(self, path: Path) -> tuple[pd.DataFrame | np.ndarray, list[str] | None]:
+        return pd.concat(list(read_frame_chunks(path)), ignore_index=True), None
+
+    def read(self, det: Detector, data: Input) -> SeriesBatch:
+        schema = det.schema_
+        if isinstance(data, np.ndarray):  # a bare (rows, columns) array holds values only
+            columns = list(schema.columns)
+            if data.ndim != 2 or data.shape[1] != len(columns):
+                raise SchemaError(f"expected an array of shape (n, {len(columns)}), got {data.shape}")
+            data, schema = pd.DataFrame(data, columns=columns), SeriesSchema(None, tuple(columns))
+        return load_series(data, schema, fill=_fill(det))[1]
+
+    def standardize(
+        self, det: Detector, values: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The model's input rows: standardized values, then the calendar phases (if any)."""
+        return standardize(values, det.offset_, det.scale_, getattr(det, "calendar_", ()), timestamps)
+
+    def score(self, det: Detector, batch: Any, latent_sample: int, seed: int) -> ScoreResult:
+        from aemon.scoring import score_windows, series_point_scores
+
+        z = self.standardize(det, batch.values, batch.timestamps)
+        ends = _window_ends(det, len(z))
+        rows = ends[sample_rows(len(ends), latent_sample, seed)]
+        errors, codes = score_windows(
+            det.model_,
+            iter([z]),
+            det.window,
+            det.stride,
+            det.loss,
+            det.device_,
+            sample_starts=rows - (det.window - 1),
+        )
+        scores, col_err = series_point_scores(errors[:, : len(det.schema_.columns)], det.series_scoring_)
+        flags = scores > det.threshold_
+        columns = det.schema_.columns
+        events = describe_events(find_events(flags, det._gap()), scores, col_err, columns, batch.timestamps)
+        return ScoreResult(
+            scores=scores,
+            is_anomaly=flags,
+            calibration_scores=det.calibration_scores_,
+            threshold=det.threshold_,
+            timestamps=batch.timestamps,
+            column_errors=col_err,
+            columns=columns,
+            events=events,
+            batch=batch,
+            latents=LatentSample(rows, codes),
+        )
+
+    def latent_sample(self, det: Detector, batch: Any, size: int, seed: int) -> LatentSample:
+        from aemon.scoring import encode
+
+        ends = _window_ends(det, batch.n_records)
+        pick = sample_rows(len(ends), size, seed)
+        return LatentSample(ends[pick], encode(det.model_, self.model_inputs(det, batch)[pick], det.device_))
+
+    def model_inputs(self, det: Detector, batch: Any) -> np.ndarray:
+        """The windows on the window/stride grid (a view: calendar phases included)."""
+        z = self.standardize(det, batch.values, batch.timestamps)
+        return sliding_windows(z, det.window, det.stride)
+
+    def calibration_sample(
+        self, det: Detector, batch: Any, limit: int, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _window_ends(det, batch.n_records)[-limit:], self.model_inputs(det, batch)[-limit:]
+
+    def drift_slices(self, det: Detector) -> dict[str, Any]:
+        # Contiguous blocks of windows: a batch of a series is a stretch of it.
+        return {"contiguous": True, "window": det.window, "stride": det.stride}
+
+    def profile_inputs(self, batch: Any, rows: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(batch.values[rows].astype(np.float64), columns=list(batch.columns))
+
+    def plot_batch(self, result: ScoreResult, out: Path, max_images: int) -> None:
+        from aemon.drift.plots import draw_series
+
+        draw_series(result, cast(SeriesBatch, result.batch), out)
+
+    def holdout_figures(
+        self, det: Detector, reference: Input, res: ScoreResult, labels: Any
+    ) -> dict[str, Any]:
+        from aemon.registry.plots import plot_series
+
+        return {"holdout_series": plot_series(det, series_frame(det, reference), res, labels)}
+
+    def serve(self, det: Detector, frame: pd.DataFrame) -> pd.DataFrame:
+        return det.score(frame.reset_index(drop=True)).to_frame()
+
+    def example_frame(self, det: Detector, reference: Input | None) -> pd.DataFrame:
+        n_rows = det.window + 8
+        if reference is not None:
+            return series_frame(det, reference, n_rows)
+        # Made up: a flat series at the training mean.
+        schema = det.schema_
+        frame = pd.DataFrame(index=range(n_rows))
+        if schema.timestamp_col is not None:
+            frame[schema.timestamp_col] = pd.date_range("2026-01-01", periods=n_rows, freq="min")
+        for col, mean in zip(schema.columns, det.offset_, strict=True):
+            frame[col] = float(mean)
+        return frame
+
+    def input_columns(self, example: pd.DataFrame) -> list[tuple[str, str, bool]]:
+        return [(column_type(example[c]), str(c), True) for c in example.columns]
+
+    def block_size(self, window: int) -> int:
+        # A point's score is the mean over the windows covering it: neighbours flag together.
+        return window
+
+    def schema_to_dict(self, schema: Any) -> dict[str, Any]:
+        return {"timestamp_col": schema.timestamp_col, "columns": list(schema.columns)}
+
+    def schema_from_dict(self, saved: dict[str, Any]) -> SeriesSchema:
+        return SeriesSchema(saved["timestamp_col"], tuple(saved["columns"]))
+
+
+def _fill(det: Detector) -> FillMethod | None:
+    if det.fill is not None and det.fill not in FILL_METHODS:
+        raise ConfigError(f"fill must be one of {FILL_METHODS}, got {det.fill!r}")
+    return det.fill  # type: ignore[return-value]
+
+
+def _window_ends(det: Detector, n_rows: int) -> np.ndarray:
+    """The last row of each window on the window/stride grid of a series of `n_rows`."""
+    return np.arange(det.window - 1, n_rows, det.stride)
+
+
+def _errors(det: Detector, chunks: Any) -> np.ndarray:
+    from aemon.scoring import score_windows
+
+    """Per-point errors of the value columns (calendar inputs are context, not scored)."""
+    errors, _ = score_windows(det.model_, chunks, det.window, det.stride, det.loss, det.device_)
+    return errors[:, : len(det.schema_.columns)]
+
+
+def series_frame(det: Detector, data: Input, n_rows: int | None = None) -> pd.DataFrame:
+    """The schema's columns of a series input (its first `n_rows`), timestamps parsed
+    (tz-naive UTC)."""
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif isinstance(data, np.ndarray):
+        frame = pd.DataFrame(data, columns=list(det.schema_.columns))
+    else:
+        chunks = read_frame_chunks(Path(data), n_rows or 1_000_000)
+        frame = next(chunks) if n_rows else pd.concat(list(chunks), ignore_index=True)
+    frame = frame.head(n_rows) if n_rows else frame
+    out = pd.DataFrame(index=range(len(frame)))
+    ts = det.schema_.timestamp_col
+    if ts is not None:
+        stamps = pd.to_datetime(frame[ts].to_numpy(), format="mixed")
+        if stamps.tz is not None:
+            stamps = stamps.tz_convert("UTC").tz_localize(None)
+        out[ts] = stamps
+    for col in det.schema_.columns:
+        out[col] = frame[col].to_numpy(dtype=np.float64)
+    return out
