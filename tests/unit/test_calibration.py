@@ -269,3 +269,15 @@ def test_promised_fpr_per_method(method: str, promise: float | None) -> None:
         thr = calibrate_threshold(scores, method, target_fpr=0.02, labels=labels)
     assert thr.method == method
     assert thr.promised_fpr == promise
+
+
+def test_the_poisson_tail_matches_scipy() -> None:
+    from scipy.special import pdtrc
+
+    from aemon.drift.rates import poisson_tail
+
+    for mean in (0.0, 1e-6, 0.02, 0.5, 1.0, 3.7, 30.0, 250.0, 4000.0):
+        for k in (0, 1, 2, 5, 10, 40, 100, 300, 5000):
+            expected = float(pdtrc(k - 1, mean)) if k else 1.0
+            got = poisson_tail(k, mean)
+            assert got == pytest.approx(expected, rel=1e-9, abs=1e-300), (k, mean, got, expected)
