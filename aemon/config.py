@@ -64,6 +64,11 @@ def reports_dir() -> Path:
     return aemon_home() / "reports"
 
 
+def inbox_mirrors_dir() -> Path:
+    """Where object-store inboxes are mirrored while a run scores them (aemon.object_inbox)."""
+    return aemon_home() / "inbox-mirrors"
+
+
 def model_cache_dir() -> Path:
     """Where registered versions' detectors are kept once downloaded (see aemon.registry.local)."""
     return aemon_home() / "cache" / "models"

@@ -26,6 +26,7 @@ from aemon.batches import (
 )
 from aemon.detector import Detector
 from aemon.errors import ConfigError, ScoringError, safe_text
+from aemon.object_inbox import ObjectInbox, is_object_store
 from aemon.registry import ModelRef
 from aemon.store import AnomalyStore
 from flows.common import announce, describe_outcome, logger, retry_on_io
@@ -234,12 +235,17 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
 
     `inbox` must be an absolute path: an empty one (an unset `AEMON_INBOX` in a deployment)
     or a relative one would be the worker's working directory, whose files would all be moved
-    to quarantine/."""
-    folder = inbox_folder(inbox)
+    to quarantine/. Or an object-store URL such as s3://bucket/prefix (aemon.object_inbox):
+    its new objects are mirrored into AEMON_HOME, scored there, and filed in the store."""
+    remote = None
+    if isinstance(inbox, str) and is_object_store(inbox):
+        remote = ObjectInbox(inbox, config.inbox_mirrors_dir())
+    folder = remote.pull() if remote is not None else inbox_folder(inbox)
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("score-inbox needs a model and got an empty name (is AEMON_MODEL set?)")
     batches = list_new_batches(folder)
-    announce(f"score-inbox: {len(batches)} new batch{'' if len(batches) == 1 else 'es'} in {folder}")
+    where = remote.url if remote is not None else folder
+    announce(f"score-inbox: {len(batches)} new batch{'' if len(batches) == 1 else 'es'} in {where}")
     if not batches:
         return []
     detector, ref = load_model(model)
@@ -264,6 +270,10 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
         for path, future in zip(batches, futures, strict=True):
             try:
                 summaries.append(future.result())
+                if remote is not None:  # file the object in the store, as the mirror was
+                    done = summaries[-1]
+                    done["moved_to"] = remote.file_away(path.name, done["status"] == "quarantined")
+                    done["source"] = f"{remote.url}/{path.name}"
                 announce(describe_outcome(summaries[-1]))
             except Exception as exc:  # recorded as failed in the DB; left in the inbox for the next run
                 logger().error("%s failed after retries, left in the inbox: %s", path, exc)
