@@ -21,6 +21,8 @@ def aemon_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("AEMON_HOME", str(home))
     for var in ("AEMON_DATABASE_URL", "MLFLOW_TRACKING_URI", "AEMON_ALERT_URLS"):
         monkeypatch.delenv(var, raising=False)
+    # Inbox files written by a test are scored at once; tests of the settle interval set it.
+    monkeypatch.setenv("AEMON_SETTLE_SECONDS", "0")
     yield home
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -52,6 +53,9 @@ _log = logging.getLogger(__name__)
 
 # Rows per executemany call inside complete_batch; progress is reported between chunks.
 _CHUNK_ROWS = 5_000
+# Waits before each new try when a database server does not answer (7.5 s in all), so that a
+# restart or a network blip does not fail a run; SQLite files are not retried.
+CONNECT_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 
 
 class AnomalyStore:
@@ -272,6 +276,17 @@ class AnomalyStore:
             )
             if result.rowcount == 0:
                 _log.warning("batch %s is done; not marking it %s: %s", batch_id, status, error)
+
+    def mark_monitored(self, batch_id: int) -> None:
+        """Record that a `done` batch's drift report and alert are done, so that a later run of
+        its content skips it instead of resuming its monitoring."""
+        with self._transaction(f"marking batch {batch_id} monitored", write=True) as conn:
+            self._require_batch(conn, batch_id)
+            conn.execute(
+                sa.update(batches_table)
+                .where((batches_table.c.id == batch_id) & (batches_table.c.status == "done"))
+                .values(monitored_at=utcnow())
+            )
 
     def record_quarantine(
         self,
@@ -581,10 +596,7 @@ class AnomalyStore:
     @contextmanager
     def _transaction(self, action: str, *, write: bool = False) -> Iterator[Connection]:
         """A connection in a transaction; SQLAlchemy errors become StoreError."""
-        try:
-            conn = self._engine.connect()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot connect to {self.url}: {error_reason(exc)}") from exc
+        conn = self._connect()
         try:
             with conn:
                 if write:
@@ -593,6 +605,23 @@ class AnomalyStore:
                     yield conn
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{action} failed on {self.url}: {error_reason(exc)}") from exc
+
+    def _connect(self) -> Connection:
+        """A connection; a database server that does not answer is tried again, with backoff
+        (CONNECT_RETRY_DELAYS_S), before one StoreError line."""
+        delays = () if self._engine.dialect.name == "sqlite" else CONNECT_RETRY_DELAYS_S
+        for attempt, delay in enumerate((*delays, None), start=1):
+            try:
+                return self._engine.connect()
+            except sa.exc.SQLAlchemyError as exc:
+                if delay is None or not isinstance(exc, sa.exc.OperationalError):
+                    tries = f" ({attempt} tries in {sum(delays[: attempt - 1]):.1f} s)" if attempt > 1 else ""
+                    raise StoreError(f"cannot connect to {self.url}{tries}: {error_reason(exc)}") from exc
+                _log.warning(
+                    "cannot connect to %s, trying again in %.1f s: %s", self.url, delay, error_reason(exc)
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         """INSERT with the dialect's ON CONFLICT clauses."""
