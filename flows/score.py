@@ -40,7 +40,9 @@ if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
 
 
-@task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+# One task retry: MLflow's HTTP client already tries a server three times (aemon's default
+# MLFLOW_HTTP_REQUEST_MAX_RETRIES=2), so an unreachable server fails the run in seconds.
+@task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def load_model(model: str) -> tuple[Detector, ModelRef]:
     """Resolve NAME / NAME@alias / NAME/version in the registry and load its detector."""
     detector, ref = registry.load_detector(model)

@@ -617,7 +617,8 @@ class AnomalyStore:
                 if delay is None or not isinstance(exc, sa.exc.OperationalError):
                     tries = f" ({attempt} tries in {sum(delays[: attempt - 1]):.1f} s)" if attempt > 1 else ""
                     raise StoreError(f"cannot connect to {self.url}{tries}: {error_reason(exc)}") from exc
-                _log.warning(
+                # INFO: the one line the user sees is the error, if the last try fails too.
+                _log.info(
                     "cannot connect to %s, trying again in %.1f s: %s", self.url, delay, error_reason(exc)
                 )
                 time.sleep(delay)
