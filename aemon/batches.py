@@ -41,7 +41,7 @@ DONE_DIR, QUARANTINE_DIR = "done", "quarantine"
 class BatchOutcome:
     """What happened to one batch. `status`: done | skipped (already scored and monitored by
     this model version) | quarantined (bad input, see `error`) | deferred (it changed while it
-    was read: nothing recorded, left where it is for a later run)."""
+    was read, or another live run holds its batch: nothing recorded, left where it is)."""
 
     source: str
     status: str
@@ -231,32 +231,18 @@ def score_batch_into_store(
         batch, problem = detector.read(path), None
     except DataError as exc:
         batch, problem = None, exc
-    if content_state(path) != before:
+    if (after := content_state(path)) != before:
         # A writer was at work: what was read may be half a file (even a bad one, cut
         # mid-line). Record nothing; a later run reads it once it has settled.
-        return _deferred(source, model_name, model_version)
+        why = "was moved away" if not after else "changed (still being written?)"
+        return _deferred(source, model_name, model_version, f"{why} while it was read")
     sha = batch.content_sha256 if batch is not None and batch.content_sha256 else batch_sha256(path)
     outcome = BatchOutcome(source, "skipped", model_name, model_version, sha, read_state=before)
     claimed = store.claim_batch(
         source=source, content_sha256=sha, model_name=model_name, model_version=model_version
     )
     if claimed is None:
-        previous = store.find_batch(content_sha256=sha, model_name=model_name, model_version=model_version)
-        if previous is not None and previous.status == "quarantined":
-            # The same bad content under another name: quarantined again, never "done".
-            outcome.batch_id, outcome.status = previous.id, "quarantined"
-            outcome.error = (
-                f"{safe_text(source)}: this content was quarantined before "
-                f"(batch {previous.id}): {previous.error}"
-            )
-            log.info("%s", outcome.error)  # the caller reports it
-            return outcome
-        if previous is not None:
-            outcome.batch_id = previous.id  # the batch that holds this content's results
-            if previous.status == "done" and previous.monitored_at is None and batch is not None:
-                return _resume_monitoring(outcome, detector, batch, previous)
-        log.info("%s: already scored by %s/%s, skipped", source, model_name, model_version)
-        return outcome
+        return _not_claimed(store, outcome, detector, batch)
     outcome.batch_id = claimed.id
     config.fault_pause("after-claim")
     if problem is not None:
@@ -286,11 +272,10 @@ def score_batch_into_store(
     return outcome
 
 
-def _deferred(source: str, model_name: str, model_version: str) -> BatchOutcome:
-    error = (
-        f"{safe_text(source)} changed while it was read (still being written?): nothing recorded, "
-        "it is read again once it has settled"
-    )
+def _deferred(source: str, model_name: str, model_version: str, why: str) -> BatchOutcome:
+    """Nothing recorded, the file left where it is: a later run (or the run that holds the
+    batch) takes it."""
+    error = f"{safe_text(source)} {why}: nothing recorded, left for a later run"
     log.info("%s", error)  # the caller reports it
     return BatchOutcome(source, "deferred", model_name, model_version, "", error=error)
 
@@ -305,4 +290,41 @@ def _resume_monitoring(
     outcome.status, outcome.result, outcome.resumed = "done", result, True
     outcome.n_records, outcome.n_flagged = previous.n_records, previous.n_flagged
     log.info("%s: rows already written; monitoring resumed", outcome.source)
+    return outcome
+
+
+def _not_claimed(store: AnomalyStore, outcome: BatchOutcome, detector: Detector, batch: Any) -> BatchOutcome:
+    """The batch exists and was not claimed: quarantined before, held by another live run,
+    done but not monitored (monitoring resumes here), or done: skipped."""
+    previous = store.find_batch(
+        content_sha256=outcome.content_sha256,
+        model_name=outcome.model_name,
+        model_version=outcome.model_version,
+    )
+    if previous is not None and previous.status == "quarantined":
+        # The same bad content under another name: quarantined again, never "done".
+        outcome.batch_id, outcome.status = previous.id, "quarantined"
+        outcome.error = (
+            f"{safe_text(outcome.source)}: this content was quarantined before "
+            f"(batch {previous.id}): {previous.error}"
+        )
+        log.info("%s", outcome.error)  # the caller reports it
+        return outcome
+    if previous is not None and previous.status in ("running", "failed"):
+        return _deferred(
+            outcome.source,
+            outcome.model_name,
+            outcome.model_version,
+            f"is being scored by another run (batch {previous.id})",
+        )
+    if previous is not None:
+        outcome.batch_id = previous.id  # the batch that holds this content's results
+        if previous.status == "done" and previous.monitored_at is None and batch is not None:
+            if not store.hold_batch(previous.id):
+                why = f"is being monitored by another run (batch {previous.id})"
+                return _deferred(outcome.source, outcome.model_name, outcome.model_version, why)
+            return _resume_monitoring(outcome, detector, batch, previous)
+    log.info(
+        "%s: already scored by %s/%s, skipped", outcome.source, outcome.model_name, outcome.model_version
+    )
     return outcome

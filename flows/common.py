@@ -70,7 +70,8 @@ def describe_outcome(summary: dict[str, Any]) -> str:
     if status == "quarantined":
         return f"quarantined {name}{batch}: {safe_text(summary.get('error'))}"
     if status == "skipped":
-        return f"skipped {name}{batch}: this content was already scored by {model}; nothing changed"
+        reason = summary.get("error") or f"this content was already scored by {model}; nothing changed"
+        return f"skipped {name}{batch}: {safe_text(reason)}"
     if status == "deferred":
         return f"deferred {name}: {safe_text(summary.get('error'))}"
     drift = {True: "drift", False: "no drift", None: "no drift report"}[summary.get("drift_detected")]

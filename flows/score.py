@@ -211,7 +211,10 @@ def process_batch(
 ) -> dict[str, Any]:
     """One inbox batch from start to finish, then filed away. A task of its own so that a Dask
     cluster can take it: it opens its own connection to the database."""
-    with AnomalyStore(database_url) as store:
+    if not path.exists() and not path.is_symlink():  # another worker filed it since the listing
+        gone = f"{safe_text(path.name)} was filed away by another run meanwhile"
+        return BatchOutcome(str(path), "skipped", ref.name, ref.version, "", error=gone).summary()
+    with AnomalyStore(database_url) as store:  # closing it releases the batch it held
         outcome = _process(path, detector, ref, store, inbox)
     outcome.moved_to, stays = file_away(path, inbox, outcome)
     if stays is not None:

@@ -30,6 +30,7 @@ from aemon.store.engine import (
     safe_url,
     script_directory,
 )
+from aemon.store.locks import BatchLocks
 from aemon.store.records import (
     ALERT_STATUSES,
     BATCH_STATUSES,
@@ -68,6 +69,7 @@ class AnomalyStore:
     def __init__(self, url: str | None = None) -> None:
         self._url = url or config.database_url()
         self._engine = create_store_engine(self._url)
+        self._locks = BatchLocks(self._engine)
         self.url = safe_url(self._url)
         try:
             self._ensure_schema()
@@ -90,7 +92,9 @@ class AnomalyStore:
         self.close()
 
     def close(self) -> None:
-        """Close the pooled connections (the store can still be used: it reconnects)."""
+        """Release the batches this store holds and close the pooled connections (the store
+        can still be used: it reconnects)."""
+        self._locks.release_all()
         self._engine.dispose()
 
     # -- schema --
@@ -138,11 +142,11 @@ class AnomalyStore:
     def claim_batch(
         self, *, source: str, content_sha256: str, model_name: str, model_version: str
     ) -> Batch | None:
-        """Claim a batch for scoring by one model version.
+        """Claim a batch for scoring by one model version, and hold it until `close()`.
 
         Inserts a `running` batch, or takes over an existing one that is `running` (its process
-        died) or `failed`. Returns None when the batch is `done` or `quarantined` for this model:
-        the caller skips it, and nothing changes.
+        died) or `failed`. Returns None when the batch is `done` or `quarantined` for this model,
+        or held by another live process (`hold_batch`): the caller skips it, and nothing changes.
         """
         check_sha256(content_sha256)
         check_text(source=source, model_name=model_name, model_version=model_version)
@@ -170,6 +174,8 @@ class AnomalyStore:
             )
             row = conn.execute(stmt).one_or_none()
             if row is not None:
+                # No other process knows the new id before the commit: the lock is free.
+                self.hold_batch(row.id)
                 return _batch(row)
             existing = conn.execute(sa.select(batches_table).where(key).with_for_update()).one()
             if existing.status in ("done", "quarantined"):
@@ -181,6 +187,9 @@ class AnomalyStore:
                     model_version,
                 )
                 return None
+            if not self.hold_batch(existing.id):
+                _log.info("batch %s is being scored by another process: skipped", existing.id)
+                return None
             _log.info("taking over %s batch %s", existing.status, existing.id)
             taken = conn.execute(
                 sa.update(batches_table)
@@ -189,6 +198,16 @@ class AnomalyStore:
                 .returning(*batches_table.c)
             ).one()
             return _batch(taken)
+
+    def hold_batch(self, batch_id: int) -> bool:
+        """Hold `batch_id` until `close()` (or this process ends); False when another live
+        process holds it. `claim_batch` holds what it claims; the score flow holds a done
+        batch while it finishes its monitoring."""
+        try:
+            return self._locks.try_lock(batch_id)
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            reason = error_reason(exc) if isinstance(exc, sa.exc.SQLAlchemyError) else str(exc)
+            raise StoreError(f"cannot lock batch {batch_id} in {self.url}: {reason}") from exc
 
     def complete_batch(
         self,
