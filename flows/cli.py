@@ -617,6 +617,7 @@ def batches(
             **vars(b),
             "started_at": b.started_at.isoformat(),
             "finished_at": b.finished_at.isoformat() if b.finished_at else None,
+            "monitored_at": b.monitored_at.isoformat() if b.monitored_at else None,
         }
         for b in rows
     ]

@@ -141,6 +141,7 @@ BATCH_FIELDS = (
     "error",
     "started_at",
     "finished_at",
+    "monitored_at",
 )
 
 

@@ -21,8 +21,6 @@ def aemon_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("AEMON_HOME", str(home))
     for var in ("AEMON_DATABASE_URL", "MLFLOW_TRACKING_URI", "AEMON_ALERT_URLS"):
         monkeypatch.delenv(var, raising=False)
-    # Inbox files written by a test are scored at once; tests of the settle interval set it.
-    monkeypatch.setenv("AEMON_SETTLE_SECONDS", "0")
     yield home
 
 
@@ -47,6 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AEMON_HOME"] = str(_SESSION_HOME)
     for var in ("PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "MPLCONFIGDIR"):
         os.environ.pop(var, None)  # derived from AEMON_HOME below, never the developer's own
+    # Inbox files written by a test (or a module fixture) are scored at once; the tests of
+    # the settle interval set it themselves.
+    os.environ["AEMON_SETTLE_SECONDS"] = "0"
     # Hypothesis keeps its example database in ./.hypothesis otherwise.
     os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(_SESSION_HOME / "hypothesis")
     from aemon.config import apply_environment_defaults
