@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,13 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from aemon.data.source import file_sha256, folder_sha256
+from aemon import config
+from aemon.data.source import content_state, file_sha256, folder_sha256
 from aemon.errors import MAX_PROBLEM_CHARS, DataError, safe_text
 
 if TYPE_CHECKING:
     from aemon.detector import Detector
     from aemon.results import ScoreResult
     from aemon.store import AnomalyStore
+    from aemon.store.records import Batch
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,9 @@ DONE_DIR, QUARANTINE_DIR = "done", "quarantine"
 
 @dataclass
 class BatchOutcome:
-    """What happened to one batch. `status`: done | skipped (already scored by this model
-    version) | quarantined (bad input, see `error`)."""
+    """What happened to one batch. `status`: done | skipped (already scored and monitored by
+    this model version) | quarantined (bad input, see `error`) | deferred (it changed while it
+    was read, or another live run holds its batch: nothing recorded, left where it is)."""
 
     source: str
     status: str
@@ -57,11 +61,15 @@ class BatchOutcome:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # one per target tried
     # Problems after the records were written (no drift report...): shown once with the batch.
     warnings: list[str] = field(default_factory=list)
+    # Rows written by an earlier run that stopped before its drift report and alert: this run
+    # scored the batch again in memory (no rows written) to finish monitoring.
+    resumed: bool = False
     result: ScoreResult | None = None
+    read_state: tuple[tuple[str, int, int], ...] = ()  # `content_state` when it was read
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, without the in-memory scores."""
-        return {k: v for k, v in self.__dict__.items() if k != "result"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("result", "read_state")}
 
 
 def batch_sha256(path: Path) -> str:
@@ -76,16 +84,28 @@ def batch_sha256(path: Path) -> str:
     )
 
 
-def list_new_batches(inbox: Path) -> list[Path]:
-    """Files and folders directly in `inbox`, oldest first, leaving out done/, quarantine/ and
-    hidden names (files still being written should be written under a hidden name, then moved)."""
+def list_new_batches(inbox: Path, settle_seconds: float | None = None) -> list[Path]:
+    """Files and folders directly in `inbox` that have settled, oldest first, leaving out done/,
+    quarantine/ and hidden names.
+
+    Settled: no file of the entry changed (size or modification time) in the last
+    `settle_seconds` (default `AEMON_SETTLE_SECONDS`, 2 s), so a file still being written is
+    left for a later run. Writing under a hidden name and renaming when complete stays the
+    surest way; the settle interval covers producers that do not.
+    """
     if not inbox.is_dir():
         raise DataError("inbox folder not found", source=inbox)
-    entries = [
-        p
-        for p in inbox.iterdir()
-        if p.name not in (DONE_DIR, QUARANTINE_DIR) and not p.name.startswith((".", "_"))
-    ]
+    settle_ns = int(1e9 * (config.settle_seconds() if settle_seconds is None else settle_seconds))
+    now_ns = time.time_ns()
+    entries = []
+    for p in inbox.iterdir():
+        if p.name in (DONE_DIR, QUARANTINE_DIR) or p.name.startswith((".", "_")):
+            continue
+        changed_ns = max((mtime for _, _, mtime in content_state(p)), default=None)
+        if settle_ns and changed_ns is not None and now_ns - changed_ns < settle_ns:
+            log.info("%s changed %.1f s ago: left for a later run", p, (now_ns - changed_ns) / 1e9)
+            continue
+        entries.append(p)
     # lstat: a broken link is listed (and fails with its name) instead of failing the listing.
     return sorted(entries, key=lambda p: (p.lstat().st_mtime, p.name))
 
@@ -207,31 +227,25 @@ def score_batch_into_store(
         raise DataError("batch not found", source=path)
     # One read gives the records and the content hash; a batch that cannot be read is hashed
     # on its own, to be recorded as quarantined.
+    before = content_state(path)
     try:
         batch, problem = detector.read(path), None
     except DataError as exc:
         batch, problem = None, exc
+    if (after := content_state(path)) != before:
+        # A writer was at work: what was read may be half a file (even a bad one, cut
+        # mid-line). Record nothing; a later run reads it once it has settled.
+        why = "was moved away" if not after else "changed (still being written?)"
+        return _deferred(source, model_name, model_version, f"{why} while it was read")
     sha = batch.content_sha256 if batch is not None and batch.content_sha256 else batch_sha256(path)
-    outcome = BatchOutcome(source, "skipped", model_name, model_version, sha)
+    outcome = BatchOutcome(source, "skipped", model_name, model_version, sha, read_state=before)
     claimed = store.claim_batch(
         source=source, content_sha256=sha, model_name=model_name, model_version=model_version
     )
     if claimed is None:
-        previous = store.find_batch(content_sha256=sha, model_name=model_name, model_version=model_version)
-        if previous is not None and previous.status == "quarantined":
-            # The same bad content under another name: quarantined again, never "done".
-            outcome.batch_id, outcome.status = previous.id, "quarantined"
-            outcome.error = (
-                f"{safe_text(source)}: this content was quarantined before "
-                f"(batch {previous.id}): {previous.error}"
-            )
-            log.info("%s", outcome.error)  # the caller reports it
-            return outcome
-        if previous is not None:
-            outcome.batch_id = previous.id  # the batch that holds this content's results
-        log.info("%s: already scored by %s/%s, skipped", source, model_name, model_version)
-        return outcome
+        return _not_claimed(store, outcome, detector, batch)
     outcome.batch_id = claimed.id
+    config.fault_pause("after-claim")
     if problem is not None:
         store.fail_batch(claimed.id, str(problem), quarantined=True)
         log.info("quarantined: %s", problem)  # the caller reports it; the error names the file
@@ -249,8 +263,69 @@ def score_batch_into_store(
         raise
     maps = error_map_root / model_name / str(claimed.id) / "error_maps" if error_map_root else None
     rows = anomaly_rows(result, maps)
-    store.complete_batch(claimed.id, rows, n_records=result.n_records)
+    store.complete_batch(
+        claimed.id, rows, n_records=result.n_records, on_progress=lambda _: config.fault_pause("during-write")
+    )
+    config.fault_pause("after-write")
     outcome.status, outcome.result = "done", result
     outcome.n_records, outcome.n_flagged = result.n_records, result.n_flagged
     log.info("%s: %d of %d records flagged", source, result.n_flagged, result.n_records)
+    return outcome
+
+
+def _deferred(source: str, model_name: str, model_version: str, why: str) -> BatchOutcome:
+    """Nothing recorded, the file left where it is: a later run (or the run that holds the
+    batch) takes it."""
+    error = f"{safe_text(source)} {why}: nothing recorded, left for a later run"
+    log.info("%s", error)  # the caller reports it
+    return BatchOutcome(source, "deferred", model_name, model_version, "", error=error)
+
+
+def _resume_monitoring(
+    outcome: BatchOutcome, detector: Detector, batch: Any, previous: Batch
+) -> BatchOutcome:
+    """The batch's rows were committed by a run that stopped before its drift report and alert
+    were done: score it again in memory (same version, same scores; no row is written again)
+    so that the caller can finish monitoring."""
+    result = detector.score(batch)
+    outcome.status, outcome.result, outcome.resumed = "done", result, True
+    outcome.n_records, outcome.n_flagged = previous.n_records, previous.n_flagged
+    log.info("%s: rows already written; monitoring resumed", outcome.source)
+    return outcome
+
+
+def _not_claimed(store: AnomalyStore, outcome: BatchOutcome, detector: Detector, batch: Any) -> BatchOutcome:
+    """The batch exists and was not claimed: quarantined before, held by another live run,
+    done but not monitored (monitoring resumes here), or done: skipped."""
+    previous = store.find_batch(
+        content_sha256=outcome.content_sha256,
+        model_name=outcome.model_name,
+        model_version=outcome.model_version,
+    )
+    if previous is not None and previous.status == "quarantined":
+        # The same bad content under another name: quarantined again, never "done".
+        outcome.batch_id, outcome.status = previous.id, "quarantined"
+        outcome.error = (
+            f"{safe_text(outcome.source)}: this content was quarantined before "
+            f"(batch {previous.id}): {previous.error}"
+        )
+        log.info("%s", outcome.error)  # the caller reports it
+        return outcome
+    if previous is not None and previous.status in ("running", "failed"):
+        return _deferred(
+            outcome.source,
+            outcome.model_name,
+            outcome.model_version,
+            f"is being scored by another run (batch {previous.id})",
+        )
+    if previous is not None:
+        outcome.batch_id = previous.id  # the batch that holds this content's results
+        if previous.status == "done" and previous.monitored_at is None and batch is not None:
+            if not store.hold_batch(previous.id):
+                why = f"is being monitored by another run (batch {previous.id})"
+                return _deferred(outcome.source, outcome.model_name, outcome.model_version, why)
+            return _resume_monitoring(outcome, detector, batch, previous)
+    log.info(
+        "%s: already scored by %s/%s, skipped", outcome.source, outcome.model_name, outcome.model_version
+    )
     return outcome

@@ -14,6 +14,7 @@ one machine with no configuration; each setting can point to a server instead:
 | `AEMON_REPORT_RETENTION` | `30d`: older report files are removed (`500`: keep 500 per model; `off`) |
 | `AEMON_BENCH_DATA` | `<repo>/../shared/data`: benchmark data (never downloaded) |
 | `AEMON_UI_TOKEN` | unset: `aemon ui` is read-only (feedback and recalibration need the token) |
+| `AEMON_SETTLE_SECONDS` | 2: an inbox entry is scored once unchanged (size, time) this long |
 
 This module is the only one that reads or changes the environment. Importing it (or any aemon
 module) changes nothing: `apply_environment_defaults()` is called by the application once,
@@ -32,6 +33,9 @@ from aemon.errors import ConfigError
 MAX_PER_HOUR_ENV = "AEMON_ALERT_MAX_PER_HOUR"
 DEFAULT_MAX_PER_HOUR = 12
 BENCH_DATA_ENV = "AEMON_BENCH_DATA"
+SETTLE_ENV = "AEMON_SETTLE_SECONDS"
+DEFAULT_SETTLE_SECONDS = 2.0
+FAULT_PAUSE_ENV = "AEMON_FAULT_PAUSE"
 
 
 def _home_path() -> Path:
@@ -96,6 +100,37 @@ def max_alerts_per_hour() -> int:
     if value < 0:
         raise ConfigError(f"{MAX_PER_HOUR_ENV} must be a whole number >= 0 (0: no limit), got {raw!r}")
     return value
+
+
+def settle_seconds() -> float:
+    """`AEMON_SETTLE_SECONDS` (default 2): how long an inbox entry's size and modification
+    time must stay unchanged before it is scored, so that a file still being written waits."""
+    raw = os.environ.get(SETTLE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SETTLE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{SETTLE_ENV} must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
+def fault_pause(point: str) -> None:
+    """Fault injection for the reliability tests: with `AEMON_FAULT_PAUSE=POINT[:SECONDS]`, the
+    scoring process says so on stderr and sleeps at the named point (`after-claim`,
+    `during-write`, `after-write`, `after-monitoring`), where a test kills it. Unset: nothing."""
+    raw = os.environ.get(FAULT_PAUSE_ENV, "")
+    name, _, seconds = raw.partition(":")
+    if not raw or name != point:
+        return
+    import sys
+    import time
+
+    sys.stderr.write(f"aemon: pausing at {point} ({FAULT_PAUSE_ENV})\n")
+    sys.stderr.flush()
+    time.sleep(float(seconds or 600))
 
 
 def bench_data_dir() -> Path | None:
@@ -193,6 +228,12 @@ def apply_environment_defaults() -> None:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # An unreachable tracking server: MLflow's defaults (7 retries, backoff factor 2, 120 s
+        # timeout) kept `aemon score` silent for 12.5 min with the task retries on top. Two
+        # retries 0 and 2 s apart (plus up to 1 s jitter) and a 10 s timeout fail in seconds.
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
         "MPLCONFIGDIR": str(home / "matplotlib"),
         "GIT_PYTHON_REFRESH": "quiet",
     }

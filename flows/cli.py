@@ -397,7 +397,7 @@ def score(
     without Prefect: a temporary Prefect server would take longer than the batch. --verbose
     says which. Scoring the same content again with the same model version changes nothing;
     content that was quarantined before is reported quarantined again, with its first error
-    (exit 1).
+    (exit 1). A file that changes while it is read (still being written) is not recorded (exit 1).
     """
     _require_exists(data, "batch")
     how = _one_off_run("score-batch")
@@ -407,10 +407,10 @@ def score(
 
     summary = score_batch(str(data.resolve()), model)
     console.print(tables.outcomes_table([summary]))
-    if summary["status"] in ("quarantined", "skipped"):  # the reason, in full
+    if summary["status"] in ("quarantined", "skipped", "deferred"):  # the reason, in full
         from flows.common import describe_outcome
 
-        color = "red" if summary["status"] == "quarantined" else "dim"
+        color = {"quarantined": "red", "deferred": "yellow"}.get(summary["status"], "dim")
         console.print(f"[{color}]{escape(describe_outcome(summary))}[/]")
     for note in summary.get("warnings") or []:  # the batch is written, monitoring is not
         err_console.print(f"[yellow]warning:[/] {escape(safe_text(note))}", soft_wrap=True)
@@ -423,7 +423,7 @@ def score(
             console.print(tables.anomalies_table(top, "Top flagged records"))
         if summary.get("report_path"):
             console.print(f"Drift report: {summary['report_path']}")
-    if summary["status"] == "quarantined":
+    if summary["status"] in ("quarantined", "deferred"):
         raise typer.Exit(1)
 
 
@@ -637,6 +637,7 @@ def batches(
             **vars(b),
             "started_at": b.started_at.isoformat(),
             "finished_at": b.finished_at.isoformat() if b.finished_at else None,
+            "monitored_at": b.monitored_at.isoformat() if b.monitored_at else None,
         }
         for b in rows
     ]

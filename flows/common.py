@@ -70,10 +70,15 @@ def describe_outcome(summary: dict[str, Any]) -> str:
     if status == "quarantined":
         return f"quarantined {name}{batch}: {safe_text(summary.get('error'))}"
     if status == "skipped":
-        return f"skipped {name}{batch}: this content was already scored by {model}; nothing changed"
+        reason = summary.get("error") or f"this content was already scored by {model}; nothing changed"
+        return f"skipped {name}{batch}: {safe_text(reason)}"
+    if status == "deferred":
+        return f"deferred {name}: {safe_text(summary.get('error'))}"
     drift = {True: "drift", False: "no drift", None: "no drift report"}[summary.get("drift_detected")]
     counts = f"{summary.get('n_flagged', 0)} of {summary.get('n_records', 0)} flagged"
     line = f"{status} {name}{batch}: {counts}, {drift}"
+    if summary.get("resumed"):
+        line += "; rows written by an earlier run, its monitoring finished now"
     if summary.get("flag_rate_broken"):
         line += f"; {safe_text(summary.get('flag_rate'))}"
     for note in summary.get("warnings") or []:

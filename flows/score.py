@@ -2,9 +2,11 @@
 folder, on a schedule through `aemon serve` or a deployment).
 
 Per batch: score with the model's champion (or the version asked for), write flagged records
-and the batch status in one transaction, then drift report, flag-rate check and alert. A bad
-batch is quarantined (recorded with its error, moved to `<inbox>/quarantine/`) and the others
-go on; good batches move to `<inbox>/done/`. Nothing is deleted.
+and the batch status in one transaction, then drift report, flag-rate check and alert, after
+which the batch is marked monitored (a run that stops before that is finished by the next run
+of the same content). A bad batch is quarantined (recorded with its error, moved to
+`<inbox>/quarantine/`) and the others go on; good batches move to `<inbox>/done/`. A file that
+changes while it is read or before it is moved stays in the inbox. Nothing is deleted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aemon.batches import (
     move_batch,
     score_batch_into_store,
 )
+from aemon.data.source import content_state
 from aemon.detector import Detector
 from aemon.errors import ConfigError, ScoringError, safe_text
 from aemon.object_inbox import ObjectInbox, is_object_store
@@ -38,7 +41,9 @@ if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
 
 
-@task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+# One task retry: MLflow's HTTP client already tries a server three times (aemon's default
+# MLFLOW_HTTP_REQUEST_MAX_RETRIES=2), so an unreachable server fails the run in seconds.
+@task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def load_model(model: str) -> tuple[Detector, ModelRef]:
     """Resolve NAME / NAME@alias / NAME/version in the registry and load its detector."""
     detector, ref = registry.load_detector(model)
@@ -62,8 +67,8 @@ def score_and_store(
         inbox=inbox,
     )
     log = logger()
-    if outcome.status == "quarantined":
-        log.warning("quarantined: %s", outcome.error)  # the error names the file
+    if outcome.status in ("quarantined", "deferred"):
+        log.warning("%s: %s", outcome.status, outcome.error)  # the error names the file
     else:
         log.info(
             "%s: %s, %d of %d records flagged", path, outcome.status, outcome.n_flagged, outcome.n_records
@@ -150,10 +155,24 @@ def housekeeping(store: AnomalyStore) -> None:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def file_away(path: Path, inbox: Path, outcome: BatchOutcome) -> str:
-    """Move a processed inbox batch to done/ or quarantine/ (never deleted)."""
+def file_away(path: Path, inbox: Path, outcome: BatchOutcome) -> tuple[str | None, str | None]:
+    """Move a processed inbox batch to done/ or quarantine/ (never deleted): (where it went,
+    None), or (None, why it stays) when it changed after it was read (the new content is
+    another batch, read by a later run), was deferred, or another worker moved it first."""
+    if outcome.status == "deferred":
+        return None, None
+    if not path.exists() and not path.is_symlink():
+        return None, f"{safe_text(path.name)} was filed away by another run meanwhile"
+    if outcome.read_state and content_state(path) != outcome.read_state:
+        return None, (
+            f"{safe_text(path.name)} changed after it was read: left in the inbox, its new "
+            "content is scored by a later run"
+        )
     where = QUARANTINE_DIR if outcome.status == "quarantined" else DONE_DIR
-    return str(move_batch(path, inbox, where))
+    try:
+        return str(move_batch(path, inbox, where)), None
+    except FileNotFoundError:  # another worker moved it between the check and the move
+        return None, f"{safe_text(path.name)} was filed away by another run meanwhile"
 
 
 def _process(
@@ -170,6 +189,11 @@ def _process(
             outcome.drift_detected, outcome.report_path = report.drift_detected, str(report.html_path)
         if flag_rate is not None:
             outcome.flag_rate, outcome.flag_rate_broken = flag_rate.message, flag_rate.broken
+        if note is None and outcome.batch_id is not None:
+            # A failed report stays unmarked: running the content again retries it. Failed
+            # alert deliveries are recorded and retried by housekeeping.
+            store.mark_monitored(outcome.batch_id)
+        config.fault_pause("after-monitoring")
     return outcome
 
 
@@ -188,9 +212,14 @@ def process_batch(
 ) -> dict[str, Any]:
     """One inbox batch from start to finish, then filed away. A task of its own so that a Dask
     cluster can take it: it opens its own connection to the database."""
-    with AnomalyStore(database_url) as store:
+    if not path.exists() and not path.is_symlink():  # another worker filed it since the listing
+        gone = f"{safe_text(path.name)} was filed away by another run meanwhile"
+        return BatchOutcome(str(path), "skipped", ref.name, ref.version, "", error=gone).summary()
+    with AnomalyStore(database_url) as store:  # closing it releases the batch it held
         outcome = _process(path, detector, ref, store, inbox)
-    outcome.moved_to = file_away(path, inbox, outcome)
+    outcome.moved_to, stays = file_away(path, inbox, outcome)
+    if stays is not None:
+        outcome.warnings.append(stays)
     return outcome.summary()
 
 

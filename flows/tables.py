@@ -75,10 +75,10 @@ def outcomes_table(summaries: list[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title="Batches", title_justify="left")
     for column in ("batch", "source", "status", "records", "flagged", "drift", "note"):
         table.add_column(column, overflow="fold")
-    colors = {"done": "green", "skipped": "dim", "quarantined": "red"}
+    colors = {"done": "green", "skipped": "dim", "quarantined": "red", "deferred": "yellow"}
     for b in summaries:
         drift = {True: "[red]drift[/]", False: "no drift", None: "-"}[b.get("drift_detected")]
-        note = "see below" if b["status"] == "quarantined" else ""
+        note = "see below" if b["status"] in ("quarantined", "deferred") else ""
         if b.get("warnings"):
             note = "[yellow]see warning[/]"
         if b.get("flag_rate_broken"):  # the alert a user most needs: the promise is broken
@@ -141,6 +141,7 @@ BATCH_FIELDS = (
     "error",
     "started_at",
     "finished_at",
+    "monitored_at",
 )
 
 

@@ -45,6 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AEMON_HOME"] = str(_SESSION_HOME)
     for var in ("PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "MPLCONFIGDIR"):
         os.environ.pop(var, None)  # derived from AEMON_HOME below, never the developer's own
+    # Inbox files written by a test (or a module fixture) are scored at once; the tests of
+    # the settle interval set it themselves.
+    os.environ["AEMON_SETTLE_SECONDS"] = "0"
     # Hypothesis keeps its example database in ./.hypothesis otherwise.
     os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(_SESSION_HOME / "hypothesis")
     from aemon.config import apply_environment_defaults

@@ -79,3 +79,21 @@ def folder_sha256(files: Iterable[tuple[str, str]]) -> str:
         digest.update(name.encode() + b"\0")
         digest.update(sha.encode())
     return digest.hexdigest()
+
+
+def content_state(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """The size and modification time (ns) of a batch's files, from `stat` alone (no open):
+    equal before and after a read means no writer touched the batch meanwhile. A folder gives
+    its files' and sub-folders' states, sorted; a missing path gives ()."""
+    try:
+        if not path.is_dir():
+            st = path.stat()
+            return (("", st.st_size, st.st_mtime_ns),)
+        entries = [path, *path.rglob("*")]
+        states = []
+        for p in entries:
+            st = p.stat()
+            states.append((p.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns))
+    except OSError:
+        return ()
+    return tuple(sorted(states))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -120,7 +121,18 @@ def _registry_errors(action: str, uri: str) -> Iterator[None]:
     try:
         yield
     except MlflowException as exc:
+        unreachable = _UNREACHABLE.search(exc.message)
+        if unreachable is not None:  # MLflow's message nests three exceptions' texts
+            raise RegistryError(
+                f"{action} failed: the MLflow tracking server at {uri} cannot be reached "
+                f"({unreachable.group(1).strip().rstrip('.')})"
+            ) from exc
         raise RegistryError(f"{action} failed ({uri}): {exc.message}") from exc
+
+
+# What MLflow's HTTP client says when a server does not answer: a refused or failed
+# connection, or a read that timed out.
+_UNREACHABLE = re.compile(r"Max retries exceeded.*?(?:\[Errno -?\d+\] |(?=Read timed out))([^\"')(]+)")
 
 
 def _experiment_id(client: MlflowClient, uri: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,6 +29,7 @@ from aemon.store.engine import (
     safe_url,
     script_directory,
 )
+from aemon.store.locks import BatchLocks
 from aemon.store.records import (
     ALERT_STATUSES,
     BATCH_STATUSES,
@@ -51,6 +53,9 @@ _log = logging.getLogger(__name__)
 
 # Rows per executemany call inside complete_batch; progress is reported between chunks.
 _CHUNK_ROWS = 5_000
+# Waits before each new try when a database server does not answer (7.5 s in all), so that a
+# restart or a network blip does not fail a run; SQLite files are not retried.
+CONNECT_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 
 
 class AnomalyStore:
@@ -63,6 +68,7 @@ class AnomalyStore:
     def __init__(self, url: str | None = None) -> None:
         self._url = url or config.database_url()
         self._engine = create_store_engine(self._url)
+        self._locks = BatchLocks(self._engine)
         self.url = safe_url(self._url)
         try:
             self._ensure_schema()
@@ -85,7 +91,9 @@ class AnomalyStore:
         self.close()
 
     def close(self) -> None:
-        """Close the pooled connections (the store can still be used: it reconnects)."""
+        """Release the batches this store holds and close the pooled connections (the store
+        can still be used: it reconnects)."""
+        self._locks.release_all()
         self._engine.dispose()
 
     # -- schema --
@@ -138,11 +146,11 @@ class AnomalyStore:
     def claim_batch(
         self, *, source: str, content_sha256: str, model_name: str, model_version: str
     ) -> Batch | None:
-        """Claim a batch for scoring by one model version.
+        """Claim a batch for scoring by one model version, and hold it until `close()`.
 
         Inserts a `running` batch, or takes over an existing one that is `running` (its process
-        died) or `failed`. Returns None when the batch is `done` or `quarantined` for this model:
-        the caller skips it, and nothing changes.
+        died) or `failed`. Returns None when the batch is `done` or `quarantined` for this model,
+        or held by another live process (`hold_batch`): the caller skips it, and nothing changes.
         """
         check_sha256(content_sha256)
         check_text(source=source, model_name=model_name, model_version=model_version)
@@ -170,6 +178,8 @@ class AnomalyStore:
             )
             row = conn.execute(stmt).one_or_none()
             if row is not None:
+                # No other process knows the new id before the commit: the lock is free.
+                self.hold_batch(row.id)
                 return _batch(row)
             existing = conn.execute(sa.select(batches_table).where(key).with_for_update()).one()
             if existing.status in ("done", "quarantined"):
@@ -181,6 +191,9 @@ class AnomalyStore:
                     model_version,
                 )
                 return None
+            if not self.hold_batch(existing.id):
+                _log.info("batch %s is being scored by another process: skipped", existing.id)
+                return None
             _log.info("taking over %s batch %s", existing.status, existing.id)
             taken = conn.execute(
                 sa.update(batches_table)
@@ -189,6 +202,16 @@ class AnomalyStore:
                 .returning(*batches_table.c)
             ).one()
             return _batch(taken)
+
+    def hold_batch(self, batch_id: int) -> bool:
+        """Hold `batch_id` until `close()` (or this process ends); False when another live
+        process holds it. `claim_batch` holds what it claims; the score flow holds a done
+        batch while it finishes its monitoring."""
+        try:
+            return self._locks.try_lock(batch_id)
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            reason = error_reason(exc) if isinstance(exc, sa.exc.SQLAlchemyError) else str(exc)
+            raise StoreError(f"cannot lock batch {batch_id} in {self.url}: {reason}") from exc
 
     def complete_batch(
         self,
@@ -276,6 +299,17 @@ class AnomalyStore:
             )
             if result.rowcount == 0:
                 _log.warning("batch %s is done; not marking it %s: %s", batch_id, status, error)
+
+    def mark_monitored(self, batch_id: int) -> None:
+        """Record that a `done` batch's drift report and alert are done, so that a later run of
+        its content skips it instead of resuming its monitoring."""
+        with self._transaction(f"marking batch {batch_id} monitored", write=True) as conn:
+            self._require_batch(conn, batch_id)
+            conn.execute(
+                sa.update(batches_table)
+                .where((batches_table.c.id == batch_id) & (batches_table.c.status == "done"))
+                .values(monitored_at=utcnow())
+            )
 
     def record_quarantine(
         self,
@@ -585,10 +619,7 @@ class AnomalyStore:
     @contextmanager
     def _transaction(self, action: str, *, write: bool = False) -> Iterator[Connection]:
         """A connection in a transaction; SQLAlchemy errors become StoreError."""
-        try:
-            conn = self._engine.connect()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot connect to {self.url}: {error_reason(exc)}") from exc
+        conn = self._connect()
         try:
             with conn:
                 if write:
@@ -597,6 +628,24 @@ class AnomalyStore:
                     yield conn
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{action} failed on {self.url}: {error_reason(exc)}") from exc
+
+    def _connect(self) -> Connection:
+        """A connection; a database server that does not answer is tried again, with backoff
+        (CONNECT_RETRY_DELAYS_S), before one StoreError line."""
+        delays = () if self._engine.dialect.name == "sqlite" else CONNECT_RETRY_DELAYS_S
+        for attempt, delay in enumerate((*delays, None), start=1):
+            try:
+                return self._engine.connect()
+            except sa.exc.SQLAlchemyError as exc:
+                if delay is None or not isinstance(exc, sa.exc.OperationalError):
+                    tries = f" ({attempt} tries in {sum(delays[: attempt - 1]):.1f} s)" if attempt > 1 else ""
+                    raise StoreError(f"cannot connect to {self.url}{tries}: {error_reason(exc)}") from exc
+                # INFO: the one line the user sees is the error, if the last try fails too.
+                _log.info(
+                    "cannot connect to %s, trying again in %.1f s: %s", self.url, delay, error_reason(exc)
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         """INSERT with the dialect's ON CONFLICT clauses."""

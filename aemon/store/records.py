@@ -26,6 +26,9 @@ class Batch:
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    # When its drift report and alert were done; None while a `done` batch still needs them
+    # (its run stopped after the rows were committed): the next run of its content does them.
+    monitored_at: datetime | None = None
 
 
 @dataclass(frozen=True)

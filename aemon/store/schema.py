@@ -70,6 +70,7 @@ batches_table = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("monitored_at", UTCDateTime, nullable=True),  # drift report and alert done (0003)
     sa.UniqueConstraint("content_sha256", "model_name", "model_version"),
     sa.CheckConstraint(_in("status", BATCH_STATUSES), name="status"),
 )

@@ -6,7 +6,8 @@ The crash and race tests in test_store.py run it as a real process:
 
 It prints `CLAIMED <batch id>` or `SKIPPED`, then `HALF <rows written>` when it pauses inside
 complete_batch's open transaction (`--pause-at-half`), and `INSERTED <rows>` at the end.
-`--barrier`: after claiming, wait until K workers have claimed, so that they complete at once.
+`--barrier`: after claiming (or being refused), wait until K workers got there, so that a
+claimer completes while its peers are still alive.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def main() -> None:
     )
     if batch is None:
         print("SKIPPED", flush=True)
+        if args.barrier is not None:  # a peer that claimed waits for everyone to get here
+            wait_for_peers(args.barrier, args.peers)
         return
     print(f"CLAIMED {batch.id}", flush=True)
     if args.barrier is not None:

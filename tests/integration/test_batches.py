@@ -29,8 +29,14 @@ def test_batch_rows_are_written_once(series_detector: Detector, store: AnomalySt
     assert len(rows) == first.n_flagged
     assert all(r.score > r.threshold and r.timestamp is not None for r in rows)
     assert {"event_id", "column_errors"} <= set(rows[0].details)
+    # Not monitored yet (the flow marks it after its drift report and alert): a second run
+    # scores it again in memory for that, and writes no row.
+    resumed = score_batch_into_store(store, series_detector, path, model_name="m", model_version="1")
+    assert (resumed.status, resumed.resumed, resumed.batch_id) == ("done", True, first.batch_id)
+    assert resumed.result is not None and resumed.n_flagged == first.n_flagged
+    store.mark_monitored(first.batch_id)
     again = score_batch_into_store(store, series_detector, path, model_name="m", model_version="1")
-    assert again.status == "skipped"
+    assert again.status == "skipped" and again.result is None
     assert len(store.list_anomalies(limit=None)) == first.n_flagged
     # another model version scores the same content anew
     other = score_batch_into_store(store, series_detector, path, model_name="m", model_version="2")
