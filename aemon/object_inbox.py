@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,12 @@ class ObjectInbox:
         except (ImportError, ValueError) as exc:  # no fsspec driver for the scheme, or a bad URL
             raise ConfigError(f"cannot open the inbox {safe_text(url)}: {exc}") from exc
         self.url, self.root = url.rstrip("/"), root.rstrip("/")
-        # A readable mirror path (store/bucket/prefix), made unique by a hash of the URL.
+        # A readable mirror path (store/bucket/prefix), one per run: two runs on one machine
+        # must not share (or clear) each other's files.
         tag = hashlib.sha256(self.url.encode()).hexdigest()[:8]
-        self.mirror = mirror_root / f"{self.url.split('://', 1)[0]}-{tag}" / Path(self.root.lstrip("/"))
+        run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.mirror = mirror_root / f"{self.url.split('://', 1)[0]}-{tag}" / run / Path(self.root.lstrip("/"))
+        self._run_folder = self.mirror.parents[len(Path(self.root.lstrip("/")).parts) - 1]
 
     def new_objects(self) -> list[dict[str, Any]]:
         """Objects directly in the inbox, oldest first; not done/, quarantine/ or hidden."""
@@ -62,9 +66,8 @@ class ObjectInbox:
         return sorted(found, key=lambda e: (_modified(e), e["basename"]))
 
     def pull(self) -> Path:
-        """Mirror the new objects into a fresh local folder (what an earlier run left there is
-        dropped: the store holds the truth) and return that folder, to score as an inbox."""
-        shutil.rmtree(self.mirror, ignore_errors=True)
+        """Mirror the new objects into this run's local folder and return it, to score as an
+        inbox (`close` removes it: the store holds the truth)."""
         self.mirror.mkdir(parents=True)
         for entry in self.new_objects():
             local = self.mirror / entry["basename"]
@@ -74,9 +77,12 @@ class ObjectInbox:
                 os.utime(local, (stamp, stamp))
         return self.mirror
 
-    def file_away(self, name: str, quarantined: bool) -> str:
+    def close(self) -> None:
+        shutil.rmtree(self._run_folder, ignore_errors=True)
+
+    def file_away(self, name: str, quarantined: bool) -> str | None:
         """Move the object `name` to done/ or quarantine/ in the store (a name there already
-        gets a time suffix) and drop its local mirror; returns the object's new URL."""
+        gets a time suffix); returns its new URL, or None when another run moved it first."""
         where = QUARANTINE_DIR if quarantined else DONE_DIR
         source = f"{self.root}/{name}"
         target = f"{self.root}/{where}/{name}"
@@ -84,10 +90,11 @@ class ObjectInbox:
             stem, dot, suffix = name.partition(".")
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
             target = f"{self.root}/{where}/{stem}.{stamp}{dot}{suffix}"
-        self.fs.copy(source, target)
-        self.fs.rm(source)
-        for local in (self.mirror / name, self.mirror / where / name):
-            local.unlink(missing_ok=True)
+        try:
+            self.fs.copy(source, target)
+            self.fs.rm(source)
+        except FileNotFoundError:
+            return None
         return f"{self.url.split('://', 1)[0]}://{target}"
 
 

@@ -266,12 +266,21 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
     or a relative one would be the worker's working directory, whose files would all be moved
     to quarantine/. Or an object-store URL such as s3://bucket/prefix (aemon.object_inbox):
     its new objects are mirrored into AEMON_HOME, scored there, and filed in the store."""
-    remote = None
-    if isinstance(inbox, str) and is_object_store(inbox):
-        remote = ObjectInbox(inbox, config.inbox_mirrors_dir())
-    folder = remote.pull() if remote is not None else inbox_folder(inbox)
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("score-inbox needs a model and got an empty name (is AEMON_MODEL set?)")
+    if isinstance(inbox, str) and is_object_store(inbox):
+        remote = ObjectInbox(inbox, config.inbox_mirrors_dir())
+        try:
+            return _score_folder(remote.pull(), model, dask, remote)
+        finally:
+            remote.close()
+    return _score_folder(inbox_folder(inbox), model, dask)
+
+
+def _score_folder(
+    folder: Path, model: str, dask: str | None, remote: ObjectInbox | None = None
+) -> list[dict[str, Any]]:
+    """score-inbox on a local folder: the inbox itself, or the mirror of an object store's."""
     batches = list_new_batches(folder)
     where = remote.url if remote is not None else folder
     announce(f"score-inbox: {len(batches)} new batch{'' if len(batches) == 1 else 'es'} in {where}")
@@ -299,10 +308,11 @@ def score_inbox(inbox: str, model: str, dask: str | None = None) -> list[dict[st
         for path, future in zip(batches, futures, strict=True):
             try:
                 summaries.append(future.result())
-                if remote is not None:  # file the object in the store, as the mirror was
+                if remote is not None:  # file the object in the store as its mirror was filed
                     done = summaries[-1]
-                    done["moved_to"] = remote.file_away(path.name, done["status"] == "quarantined")
                     done["source"] = f"{remote.url}/{path.name}"
+                    if done.get("moved_to"):
+                        done["moved_to"] = remote.file_away(path.name, done["status"] == "quarantined")
                 announce(describe_outcome(summaries[-1]))
             except Exception as exc:  # recorded as failed in the DB; left in the inbox for the next run
                 logger().error("%s failed after retries, left in the inbox: %s", path, exc)
