@@ -239,9 +239,10 @@ def score_batch_into_store(
     try:
         result = detector.score(batch)  # type: ignore[arg-type]  # read, as problem is None
     except DataError as exc:  # valid to read, not to score (a series shorter than the window)
-        store.fail_batch(claimed.id, str(exc), quarantined=True)
-        log.info("quarantined: %s", exc)  # the caller reports it; the error names the file
-        outcome.status, outcome.error = "quarantined", str(exc)
+        error = str(exc) if exc.source else str(DataError(exc.problem, source=path, record=exc.record))
+        store.fail_batch(claimed.id, error, quarantined=True)
+        log.info("quarantined: %s", error)  # the caller reports it; the error names the file
+        outcome.status, outcome.error = "quarantined", error
         return outcome
     except Exception as exc:
         store.fail_batch(claimed.id, safe_text(f"{type(exc).__name__}: {exc}", MAX_PROBLEM_CHARS))
