@@ -385,7 +385,7 @@ def score(
         err_console.print(f"Scoring {escape(safe_text(data))} {how}.")
     from flows.score import score_batch
 
-    summary = score_batch(str(data.resolve()), model)
+    summary = score_batch(os.path.abspath(data), model)  # a link keeps its own name
     console.print(tables.outcomes_table([summary]))
     if summary["status"] in ("quarantined", "skipped"):  # the reason, in full
         from flows.common import describe_outcome

@@ -398,6 +398,8 @@ def iter_series(
         source = str(path)
         if not path.exists():
             raise DataError("file not found", source=path)
+        if path.is_dir():
+            raise DataError("a folder: a time-series batch is one CSV or Parquet file", source=path)
         frames = read_frame_chunks(path, chunk_rows, content_hash)
     first = next(frames, None)
     if first is None or len(first) == 0:
