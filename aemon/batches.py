@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from aemon import config
 from aemon.data.source import file_sha256, folder_sha256
 from aemon.errors import MAX_PROBLEM_CHARS, DataError, safe_text
 
@@ -247,7 +248,9 @@ def score_batch_into_store(
     except Exception as exc:
         store.fail_batch(claimed.id, safe_text(f"{type(exc).__name__}: {exc}", MAX_PROBLEM_CHARS))
         raise
-    maps = error_map_root / model_name / str(claimed.id) / "error_maps" if error_map_root else None
+    maps = None
+    if error_map_root is not None:
+        maps = error_map_root / config.check_model_name(model_name) / str(claimed.id) / "error_maps"
     rows = anomaly_rows(result, maps)
     store.complete_batch(claimed.id, rows, n_records=result.n_records)
     outcome.status, outcome.result = "done", result

@@ -287,10 +287,13 @@ def train(
     (no champion yet; or on the same held-out data its false-positive rate keeps the target
     and its AUROC is not worse than the champion's) or with --promote.
     """
+    from aemon.config import check_model_name
+
+    check_model_name(name)  # a name for folders under AEMON_HOME: refused before any work
     _require_exists(data, "data")
     if labels is not None:
         _require_exists(labels, "labels file")
-    err_console.print(f"Training [bold]{escape(name)}[/] on {escape(str(data))} ...")
+    err_console.print(f"Training [bold]{escape(safe_text(name))}[/] on {escape(safe_text(data))} ...")
     _guard_children()
     from flows.train import train as train_flow
 
@@ -325,11 +328,12 @@ def models(
 ) -> None:
     """List registered models, their versions and aliases (champion, challenger)."""
     from aemon.config import mlflow_tracking_uri
+    from aemon.errors import redact_url
     from aemon.registry import list_models
 
     rows = list_models(name)
     if not rows:
-        console.print(f"No registered models in {mlflow_tracking_uri()}.")
+        console.print(f"No registered models in {escape(redact_url(mlflow_tracking_uri()))}.")
         return
     console.print(tables.models_table(rows))
 
@@ -830,14 +834,7 @@ def quickstart(
             f"{a.get('n_flagged')} flagged, drift {a.get('drift_detected')}, "
             f"reasons {', '.join(a.get('reasons', []))}"
         )
-    rows = [
-        ("anomaly DB", config.database_url()),
-        ("MLflow UI", f"mlflow ui --backend-store-uri {config.mlflow_tracking_uri()}"),
-        ("drift reports", str(config.reports_dir())),
-        ("demo data", str(run.folder)),
-        ("next", "aemon anomalies | aemon reports | aemon models"),
-    ]
-    console.print(tables.key_value_table("Where to look", rows))
+    console.print(tables.where_to_look(run.folder))
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -20,7 +20,7 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from aemon import drift, registry
+from aemon import config, drift, registry
 from aemon.data.images import is_image_source, load_images
 from aemon.data.timeseries import is_timeseries_path, read_frame_chunks
 from aemon.detector import Detector
@@ -226,6 +226,7 @@ def train(
 
     `options`: further `Detector` arguments (e.g. `{"hidden": [64, 32]}`).
     """
+    config.check_model_name(name)  # before minutes of training, not after
     settings = {
         "model": model,
         "objective": objective,

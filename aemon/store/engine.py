@@ -4,7 +4,6 @@ PostgreSQL connect timeout), Alembic's configuration, and database errors as one
 from __future__ import annotations
 
 import functools
-import re
 import sqlite3
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from aemon.errors import StoreError
+from aemon.errors import StoreError, redact_url
 from aemon.store.values import dumps
 
 MIGRATIONS_DIR = Path(__file__).parents[1] / "migrations"
@@ -128,7 +127,7 @@ def safe_url(url: str) -> str:
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except (sa.exc.ArgumentError, ValueError):
-        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+        return redact_url(url)
 
 
 def error_reason(exc: sa.exc.SQLAlchemyError) -> str:
