@@ -605,6 +605,8 @@ def test_score_inbox(case: Case, inbox_runs: InboxRuns, inbox_store: AnomalyStor
     assert os.path.lexists(moved) and not os.path.lexists(path)  # moved, never deleted
     if case.status == "done":
         assert not summary["warnings"], summary["warnings"]  # its drift report too
+        report = Path(summary["report_path"]).read_text()
+        assert "<img src=x" not in report and "<script" not in report  # names stay text
         batch_id = check_ledger(inbox_store, case, path, "done", None)
         check_extreme(case, inbox_store, batch_id)
         return
