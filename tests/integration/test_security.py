@@ -167,12 +167,17 @@ def prefect_logs_and_parameters(api_url: str) -> str:
     from prefect.client.orchestration import get_client
 
     async def collect() -> str:
+        texts: list[str] = []
         async with get_client() as client:
-            runs = await client.read_flow_runs(limit=200)
-            logs = await client.read_logs(limit=200)
-            return "\n".join(
-                [*(json.dumps(r.parameters, default=str) for r in runs), *(log.message for log in logs)]
-            )
+            offset = 0
+            while runs := await client.read_flow_runs(limit=200, offset=offset):  # the session's
+                texts += [json.dumps(r.parameters, default=str) for r in runs]
+                offset += len(runs)
+            offset = 0
+            while logs := await client.read_logs(limit=200, offset=offset):
+                texts += [log.message for log in logs]
+                offset += len(logs)
+        return "\n".join(texts)
 
     return asyncio.run(collect())
 
@@ -245,6 +250,7 @@ def test_credentials_are_never_printed_logged_or_stored(
         "Prefect flow runs": prefect_logs_and_parameters(prefect_harness),
         "alert bodies": b"\n".join(receiver.bodies).decode(),
     }
+    assert str(batch) in places["Prefect flow runs"]  # the score-batch run was there to be searched
     assert {where: PASSWORD in text for where, text in places.items()} == dict.fromkeys(places, False)
     assert files_holding(home, PASSWORD) == []
     assert any(home.rglob("report.html"))  # the reports were there to be searched
