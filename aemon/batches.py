@@ -254,14 +254,17 @@ def score_batch_into_store(
     try:
         result = detector.score(batch)  # type: ignore[arg-type]  # read, as problem is None
     except DataError as exc:  # valid to read, not to score (a series shorter than the window)
-        store.fail_batch(claimed.id, str(exc), quarantined=True)
-        log.info("quarantined: %s", exc)  # the caller reports it; the error names the file
-        outcome.status, outcome.error = "quarantined", str(exc)
+        error = str(exc) if exc.source else str(DataError(exc.problem, source=path, record=exc.record))
+        store.fail_batch(claimed.id, error, quarantined=True)
+        log.info("quarantined: %s", error)  # the caller reports it; the error names the file
+        outcome.status, outcome.error = "quarantined", error
         return outcome
     except Exception as exc:
         store.fail_batch(claimed.id, safe_text(f"{type(exc).__name__}: {exc}", MAX_PROBLEM_CHARS))
         raise
-    maps = error_map_root / model_name / str(claimed.id) / "error_maps" if error_map_root else None
+    maps = None
+    if error_map_root is not None:
+        maps = error_map_root / config.check_model_name(model_name) / str(claimed.id) / "error_maps"
     rows = anomaly_rows(result, maps)
     store.complete_batch(
         claimed.id, rows, n_records=result.n_records, on_progress=lambda _: config.fault_pause("during-write")

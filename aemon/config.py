@@ -38,6 +38,24 @@ DEFAULT_SETTLE_SECONDS = 2.0
 FAULT_PAUSE_ENV = "AEMON_FAULT_PAUSE"
 
 
+def check_model_name(name: str) -> str:
+    """`name`, when it can name a registered model (NAME@alias and NAME/version must parse)
+    and the folders kept for it under AEMON_HOME (reports, error maps); ConfigError else."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name != name.strip()
+        or name in (".", "..")
+        or any(c in name for c in "@/\\:")
+        or not name.isprintable()
+    ):
+        raise ConfigError(
+            f"invalid model name {name!r}: it must not be empty, '.' or '..', hold '@', '/', '\\', "
+            "':' or control characters, or start or end with a space"
+        )
+    return name
+
+
 def _home_path() -> Path:
     return Path(os.environ.get("AEMON_HOME", ".aemon")).expanduser().resolve()
 

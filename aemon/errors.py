@@ -18,6 +18,7 @@ AemonError
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 # Longest problem text an error carries: a bad file's content can reach a message (a CSV
@@ -40,6 +41,12 @@ def safe_text(text: object, limit: int | None = None) -> str:
     if limit is not None and len(safe) > limit:
         safe = safe[: max(limit - 1, 0)] + "\u2026"
     return safe
+
+
+def redact_url(text: str) -> str:
+    """`text` (a URL, or a message quoting URLs) with the password of every URL's user part
+    written as `***`: a database, MLflow or webhook URL shown in a message, table or log."""
+    return re.sub(r"\b([A-Za-z][\w+.-]*://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
 
 
 class AemonError(Exception):

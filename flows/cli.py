@@ -317,11 +317,14 @@ def train(
     (no champion yet; or on the same held-out data its false-positive rate keeps the target
     and its AUROC is not worse than the champion's) or with --promote.
     """
+    from aemon.config import check_model_name
+
+    check_model_name(name)  # a name for folders under AEMON_HOME: refused before any work
     _require_exists(data, "data")
     if labels is not None:
         _require_exists(labels, "labels file")
     how = _one_off_run("train")
-    err_console.print(f"Training [bold]{escape(name)}[/] on {escape(str(data))} ...")
+    err_console.print(f"Training [bold]{escape(safe_text(name))}[/] on {escape(safe_text(data))} ...")
     if _verbose:
         err_console.print(f"Training {how}.")
     from flows.train import train as train_flow
@@ -357,11 +360,12 @@ def models(
 ) -> None:
     """List registered models, their versions and aliases (champion, challenger)."""
     from aemon.config import mlflow_tracking_uri
+    from aemon.errors import redact_url
     from aemon.registry import list_models
 
     rows = list_models(name)
     if not rows:
-        console.print(f"No registered models in {mlflow_tracking_uri()}.")
+        console.print(f"No registered models in {escape(redact_url(mlflow_tracking_uri()))}.")
         return
     console.print(tables.models_table(rows))
 
@@ -405,7 +409,7 @@ def score(
         err_console.print(f"Scoring {escape(safe_text(data))} {how}.")
     from flows.score import score_batch
 
-    summary = score_batch(str(data.resolve()), model)
+    summary = score_batch(os.path.abspath(data), model)  # a link keeps its own name
     console.print(tables.outcomes_table([summary]))
     if summary["status"] in ("quarantined", "skipped", "deferred"):  # the reason, in full
         from flows.common import describe_outcome
@@ -851,14 +855,7 @@ def quickstart(
             f"{a.get('n_flagged')} flagged, drift {a.get('drift_detected')}, "
             f"reasons {', '.join(a.get('reasons', []))}"
         )
-    rows = [
-        ("anomaly DB", config.database_url()),
-        ("MLflow UI", f"mlflow ui --backend-store-uri {config.mlflow_tracking_uri()}"),
-        ("drift reports", str(config.reports_dir())),
-        ("demo data", str(run.folder)),
-        ("next", "aemon anomalies | aemon reports | aemon models"),
-    ]
-    console.print(tables.key_value_table("Where to look", rows))
+    console.print(tables.where_to_look(run.folder))
 
 
 def main(argv: list[str] | None = None) -> Any:

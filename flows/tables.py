@@ -32,11 +32,26 @@ def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
+def where_to_look(demo_data: Path) -> Table:
+    """Where quickstart left things; URLs without their passwords."""
+    from aemon import config
+    from aemon.errors import redact_url
+
+    rows = [
+        ("anomaly DB", redact_url(config.database_url())),
+        ("MLflow UI", f"mlflow ui --backend-store-uri {redact_url(config.mlflow_tracking_uri())}"),
+        ("drift reports", str(config.reports_dir())),
+        ("demo data", str(demo_data)),
+        ("next", "aemon anomalies | aemon reports | aemon models"),
+    ]
+    return key_value_table("Where to look", [(k, escape(safe_text(v))) for k, v in rows])
+
+
 def version_summary(v: RegisteredVersion) -> Table:
     verdict = "[green]champion[/]" if v.promoted else "[yellow]not promoted[/]"
     target = f" (target {v.target_fpr:g})" if v.target_fpr is not None else ""
     rows = [
-        ("name", v.name),
+        ("name", escape(safe_text(v.name))),
         ("version", v.version),
         ("aliases", ", ".join(v.aliases) or "-"),
         ("quality gate", f"{verdict}: {escape(v.reason)}"),
@@ -50,7 +65,7 @@ def version_summary(v: RegisteredVersion) -> Table:
         "f1": "held-out F1",
     }
     rows += [(label, f"{v.evaluation[key]:.4f}") for key, label in labels.items() if key in v.evaluation]
-    rows += [("MLflow run", v.run_id), ("tracking URI", v.tracking_uri)]
+    rows += [("MLflow run", v.run_id), ("tracking URI", escape(v.tracking_uri))]
     return key_value_table(f"Registered {v.name}/{v.version}", rows)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aemon import drift, registry
+from aemon import config, drift, registry
 from aemon.detector import Detector
 from aemon.errors import ConfigError, DataError
 from aemon.evaluation import evaluate_detector
@@ -220,6 +220,7 @@ def train(
 
     `options`: further `Detector` arguments (e.g. `{"hidden": [64, 32]}`).
     """
+    config.check_model_name(name)  # before minutes of training, not after
     settings = {
         "model": model,
         "objective": objective,

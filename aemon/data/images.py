@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import struct
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,12 @@ from aemon.errors import DataError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 ARRAY_SUFFIXES = (".npy", ".npz")
 IDX_IMAGE_MAGIC = 0x00000803
+# Larger images are refused before decoding: a small PNG can expand to gigabytes of pixels.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+class ImageTooLarge(Exception):
+    """An image whose header declares more than MAX_IMAGE_PIXELS pixels (reported by name)."""
 
 
 @dataclass(frozen=True)
@@ -171,10 +178,19 @@ def _resize_nchw(images: np.ndarray, schema: ImageSchema) -> np.ndarray:
 
 
 def _decode_image(source: Path | io.BytesIO) -> np.ndarray:
-    """One PNG/JPEG file or buffer -> (H, W, C) uint8 with C = 1 (grayscale) or 3 (RGB)."""
+    """One PNG/JPEG file or buffer -> (H, W, C) uint8 with C = 1 (grayscale) or 3 (RGB).
+    Its size is checked from the header, before any pixel is decoded."""
     from PIL import Image
 
-    with Image.open(source) as img:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_IMAGE_PIXELS is lower
+        img = Image.open(source)
+    with img:
+        if img.width * img.height > MAX_IMAGE_PIXELS:
+            raise ImageTooLarge(
+                f"{img.width}x{img.height} pixels, more than the {MAX_IMAGE_PIXELS:,} aemon decodes "
+                "(a decompression bomb?)"
+            )
         img.load()
         mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
         arr = np.asarray(img.convert(mode))
@@ -189,7 +205,11 @@ def _decode_all(items: Sequence[tuple[str, Path | io.BytesIO]], root: Path | Non
     for name, source in items:
         try:
             arrays.append(_decode_image(source))
-        except (OSError, UnidentifiedImageError, ValueError, TypeError) as exc:
+        except UnidentifiedImageError:  # its message holds a memory address: not a stable reason
+            failures.append(f"{name} (not an image file: {', '.join(IMAGE_SUFFIXES)})")
+        except ImageTooLarge as exc:
+            failures.append(f"{name} (too large: {exc})")
+        except Exception as exc:  # Pillow's decoders raise many types on corrupt data
             failures.append(f"{name} ({type(exc).__name__}: {exc})")
     if failures:
         raise DataError(
@@ -203,14 +223,15 @@ def _decode_all(items: Sequence[tuple[str, Path | io.BytesIO]], root: Path | Non
 
 
 def _read_image_files(
-    files: Sequence[Path], root: Path
+    files: Sequence[Path], root: Path, source: Path | None = None
 ) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
-    """Keys, decoded images, and (key, sha256) of each file: every file is read once."""
+    """Keys, decoded images, and (key, sha256) of each file: every file is read once. Errors
+    name `source` (default: `root`)."""
     keys = [path.relative_to(root).as_posix() for path in files]
     contents = [read_bytes(path) for path in files]
     hashes = [(k, sha) for k, (_, sha) in zip(keys, contents, strict=True)]
     buffers = [(k, io.BytesIO(raw)) for k, (raw, _) in zip(keys, contents, strict=True)]
-    return keys, _decode_all(buffers, root), hashes
+    return keys, _decode_all(buffers, source or root), hashes
 
 
 def load_images(
@@ -242,7 +263,7 @@ def load_images(
             ]
             return target, ImageBatch(keys, np.concatenate(converted), source, sha)
         if name.endswith(IMAGE_SUFFIXES):
-            keys, arrays, hashes = _read_image_files([path], path.parent)
+            keys, arrays, hashes = _read_image_files([path], path.parent, path)
             nchw = _to_nchw(arrays[0][None], source)
             target = schema or ImageSchema(nchw.shape[2], nchw.shape[3], nchw.shape[1])
             return target, ImageBatch(keys, _resize_nchw(nchw, target), source, hashes[0][1])

@@ -110,7 +110,8 @@ def infer_schema(
         ]
         if not columns:
             raise DataError(
-                f"no numeric value column found; columns are {list(frame.columns)}", source=source
+                f"no numeric value column found; columns are {list(frame.columns)}{_delimiter_hint(frame)}",
+                source=source,
             )
     else:
         missing = [c for c in columns if c not in frame.columns]
@@ -120,6 +121,14 @@ def infer_schema(
                 source=source,
             )
     return SeriesSchema(timestamp_col=timestamp_col, columns=tuple(columns))
+
+
+def _delimiter_hint(frame: pd.DataFrame) -> str:
+    """What to do when a file's header came out as one column holding semicolons (a CSV
+    written with ';' as its delimiter, as some locales do)."""
+    if len(frame.columns) == 1 and ";" in str(frame.columns[0]):
+        return "; the file seems to use ';' as its delimiter: aemon reads comma-separated files"
+    return ""
 
 
 def _describe_rows(rows: np.ndarray, limit: int = 5) -> str:
@@ -143,13 +152,17 @@ def validate_chunk(
     if missing:
         raise SchemaError(
             f"value columns {missing} not found; the detector expects {list(schema.columns)}, "
-            f"the input has {list(frame.columns)}",
+            f"the input has {list(frame.columns)}{_delimiter_hint(frame)}",
             source=source,
         )
     timestamps = None
     if schema.timestamp_col is not None:
         if schema.timestamp_col not in frame.columns:
-            raise SchemaError(f"timestamp column {schema.timestamp_col!r} not found", source=source)
+            raise SchemaError(
+                f"timestamp column {schema.timestamp_col!r} not found; the input has "
+                f"{list(frame.columns)}{_delimiter_hint(frame)}",
+                source=source,
+            )
         raw = frame[schema.timestamp_col]
         parsed = _parse_timestamps(raw)
         bad = np.flatnonzero(parsed.isna().to_numpy())
@@ -185,10 +198,7 @@ def validate_chunk(
                 source=source,
                 record=int(dups[0] + 1 + offset),
             )
-    try:
-        values = frame.loc[:, list(schema.columns)].to_numpy(dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"value columns must be numeric: {exc}", source=source) from exc
+    values = _numeric_values(frame, schema.columns, first_row, source)
     bad_mask = ~np.isfinite(values)
     if bad_mask.any():
         if fill is None:
@@ -206,6 +216,26 @@ def validate_chunk(
     with np.errstate(over="ignore"):  # beyond float32 becomes ±inf; Detector._standardize clips it
         values = values.astype(np.float32)
     return SeriesChunk(values=values, timestamps=timestamps, first_row=first_row)
+
+
+def _numeric_values(frame: pd.DataFrame, columns: Sequence[str], first_row: int, source: str) -> np.ndarray:
+    """The value columns as float64; a value that is not a number is an error naming its
+    column and row (NaN/inf are numbers here: validate_chunk reports them itself)."""
+    try:
+        return frame.loc[:, list(columns)].to_numpy(dtype=np.float64, copy=True)
+    except (TypeError, ValueError):
+        pass
+    for column in columns:
+        parsed = pd.to_numeric(frame[column], errors="coerce")
+        bad = np.flatnonzero(parsed.isna().to_numpy() & frame[column].notna().to_numpy())
+        if bad.size:
+            raise DataError(
+                f"value {frame[column].iloc[bad[0]]!r} in column {column!r} is not a number "
+                f"(rows {_describe_rows(bad + first_row)})",
+                source=source,
+                record=int(bad[0] + first_row),
+            )
+    raise DataError(f"value columns {list(columns)} must be numeric", source=source)
 
 
 def _one_time_zone_kind(
@@ -320,7 +350,12 @@ def read_frame_chunks(
                     yield pending.to_pandas()
             if content_hash is not None:
                 content_hash.value = fh.hexdigest()
-    except (OSError, pa.ArrowException) as exc:
+    except UnicodeDecodeError as exc:  # a column name (or Parquet metadata) that is not UTF-8
+        raise DataError(
+            f"not UTF-8 text (byte {exc.object[exc.start]:#04x}); save the file as UTF-8",
+            source=path,
+        ) from exc
+    except (OSError, ValueError, pa.ArrowException) as exc:  # ValueError: Parquet's pandas metadata
         raise DataError(f"cannot read file: {_arrow_reason(exc)}", source=path) from exc
 
 
@@ -363,6 +398,8 @@ def iter_series(
         source = str(path)
         if not path.exists():
             raise DataError("file not found", source=path)
+        if path.is_dir():
+            raise DataError("a folder: a time-series batch is one CSV or Parquet file", source=path)
         frames = read_frame_chunks(path, chunk_rows, content_hash)
     first = next(frames, None)
     if first is None or len(first) == 0:

@@ -218,7 +218,8 @@ def write_summary(result: DriftResult) -> None:
     import html
     import json
 
-    result.json_path.write_text(json.dumps(result.to_dict(), indent=1, allow_nan=False, default=_finite))
+    summary = _strict(result.to_dict())
+    result.json_path.write_text(json.dumps(summary, indent=1, allow_nan=False, default=_finite))
     folder = result.html_path.parent
     ranked = sorted(result.columns.items(), key=lambda kv: -float(kv[1].get("distance", kv[1]["score"]) or 0))
     rows = "".join(
@@ -246,6 +247,18 @@ def write_summary(result: DriftResult) -> None:
     parts.append("<table><tr><th>column</th><th>group</th><th>distance</th><th>drifted</th></tr>")
     parts.append(rows + "</table>" + more)
     result.html_path.write_text("\n".join(parts))
+
+
+def _strict(value: Any) -> Any:
+    """`value` with NaN/inf floats as None: `default=` never sees floats (an input of 1e308
+    gives infinite distances)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _finite(value: Any) -> Any:

@@ -27,14 +27,19 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
-from aemon.config import apply_environment_defaults, mlflow_artifact_root, mlflow_tracking_uri
+from aemon.config import (
+    apply_environment_defaults,
+    check_model_name,
+    mlflow_artifact_root,
+    mlflow_tracking_uri,
+)
 from aemon.detector import Detector, Input
 from aemon.errors import (
     AemonError,
-    ConfigError,
     ModelFormatError,
     ModelNotFoundError,
     RegistryError,
+    redact_url,
 )
 from aemon.evaluation import evaluate_detector, evaluate_result
 from aemon.registry.cache import detectors, drift_references
@@ -107,7 +112,7 @@ def _client() -> tuple[MlflowClient, str]:
     apply_environment_defaults()  # telemetry off for library callers too (checked per event)
     uri = mlflow_tracking_uri()
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri), uri
+    return MlflowClient(tracking_uri=uri), redact_url(uri)  # the second one is for messages
 
 
 def _is_local_store(uri: str) -> bool:
@@ -124,10 +129,10 @@ def _registry_errors(action: str, uri: str) -> Iterator[None]:
         unreachable = _UNREACHABLE.search(exc.message)
         if unreachable is not None:  # MLflow's message nests three exceptions' texts
             raise RegistryError(
-                f"{action} failed: the MLflow tracking server at {uri} cannot be reached "
-                f"({unreachable.group(1).strip().rstrip('.')})"
+                f"{action} failed: the MLflow tracking server at {redact_url(uri)} cannot be reached "
+                f"({redact_url(unreachable.group(1).strip().rstrip('.'))})"
             ) from exc
-        raise RegistryError(f"{action} failed ({uri}): {exc.message}") from exc
+        raise RegistryError(f"{action} failed ({redact_url(uri)}): {redact_url(exc.message)}") from exc
 
 
 # What MLflow's HTTP client says when a server does not answer: a refused or failed
@@ -188,11 +193,6 @@ def _metrics(detector: Detector, evaluation: Mapping[str, float]) -> dict[str, f
     return {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
 
 
-def _check_name(name: str) -> None:
-    if not name or any(c in name for c in "@/:") or name != name.strip():
-        raise ConfigError(f"model name must be non-empty, without '@', '/' or ':', got {name!r}")
-
-
 def log_training(
     detector: Detector,
     *,
@@ -240,7 +240,7 @@ def register_detector(
     The champion is left alone: `promote_version` decides that.
     """
     manifest = detector.manifest()  # raises NotFittedError before anything is logged
-    _check_name(name)
+    check_model_name(name)
     res = detector.score(reference_data) if reference_data is not None else None
     if evaluation is None and res is not None:
         evaluation = evaluate_result(detector, res, labels)

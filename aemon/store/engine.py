@@ -4,7 +4,6 @@ PostgreSQL connect timeout), Alembic's configuration, and database errors as one
 from __future__ import annotations
 
 import functools
-import re
 import sqlite3
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from aemon.errors import StoreError
+from aemon.errors import StoreError, redact_url
 from aemon.store.values import dumps
 
 if TYPE_CHECKING:  # Alembic is imported only to migrate: opening an up-to-date store skips it
@@ -136,7 +135,7 @@ def safe_url(url: str) -> str:
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except (sa.exc.ArgumentError, ValueError):
-        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+        return redact_url(url)
 
 
 def error_reason(exc: sa.exc.SQLAlchemyError) -> str:

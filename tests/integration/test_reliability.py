@@ -134,23 +134,6 @@ def test_quarantined_content_and_links_out_of_the_inbox_never_come_back_as_done(
     assert not any("the-secret-line" in (b.error or "") for b in batches)
 
 
-def test_mixed_naive_and_zoned_timestamps_are_quarantined_naming_the_row(
-    model: str, good_csv: Path, tmp_path: Path
-) -> None:
-    from flows.score import score_batch
-
-    frame = pd.read_csv(good_csv)
-    frame["timestamp"] = frame["timestamp"].astype(str)
-    frame.loc[7, "timestamp"] += "+00:00"
-    path = tmp_path / "mixed.csv"
-    frame.to_csv(path, index=False)
-    summary = score_batch(str(path), model)
-    assert summary["status"] == "quarantined"
-    assert "mix values with and without a time zone" in summary["error"]
-    assert "row 7" in summary["error"] and "mixed.csv" in summary["error"]
-    assert AnomalyStore().get_batch(summary["batch_id"]).status == "quarantined"
-
-
 # --- the inbox -------------------------------------------------------------------------------
 
 
