@@ -115,19 +115,20 @@ class Stack:
     def command(self, template: str) -> str:
         return template.format(**self.values)
 
-    def start(self, name: str, template: str) -> None:
+    def start(self, name: str, template: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.folder / f"{name}.log").open("wb")
         self.logs.append(log)
         proc = subprocess.Popen(
             self.command(template),
             shell=True,
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped with everything it starts
         )
         self.processes.append((name, proc))
+        return proc
 
     def run(self, template: str, timeout: float = 600) -> str:
         out = subprocess.run(
@@ -202,6 +203,53 @@ def _dask_ran(address: str) -> bool:
     return "process_batch" in prefixes
 
 
+def _kill_a_worker_mid_run_then_rerun(stack: Stack, inbox: Path) -> None:
+    """SIGKILL of the Prefect worker and its flow-run process after the batch's rows are
+    committed, before its drift report: no process is left, the killed run does not block the
+    next one, and the next worker finishes the batch (its monitoring included) exactly once."""
+    import psutil
+
+    for name, proc in list(stack.processes):  # the worker started above, stopped cleanly
+        if name == "prefect-worker":
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+            stack.processes.remove((name, proc))
+    make_series(300, 2, seed=30)[0].to_csv(inbox / "killed.csv", index=False)
+    doomed = stack.start("prefect-worker-killed", WORKER, AEMON_FAULT_PAUSE="after-write:600")
+    stack.run(RUN_PLAIN.removesuffix(" --watch"))
+    log = stack.folder / "prefect-worker-killed.log"
+    stack.wait_until(
+        "the run to pause after its write", lambda: b"pausing at after-write" in log.read_bytes()
+    )
+    tree = [doomed.pid, *(c.pid for c in psutil.Process(doomed.pid).children(recursive=True))]
+    for pid in tree:  # worker, flow-run process and whatever they started, all at once
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    doomed.wait(timeout=30)
+    stack.processes.remove(("prefect-worker-killed", doomed))
+    time.sleep(2)
+    alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert not alive, f"left running after the kill: {alive}"
+    assert (inbox / "killed.csv").exists()  # not filed: its run died
+
+    stack.start("prefect-worker-2", WORKER)
+    assert "Completed" in stack.run(RUN_PLAIN)
+    assert (inbox / "done" / "killed.csv").exists()
+    engine = sa.create_engine(stack.env["AEMON_DATABASE_URL"])
+    with engine.connect() as conn:
+        batch_id, n_flagged, monitored = conn.exec_driver_sql(
+            "SELECT id, n_flagged, monitored_at FROM batches WHERE source LIKE '%%killed.csv'"
+        ).one()
+        n_rows = conn.exec_driver_sql(
+            f"SELECT count(*) FROM anomalies WHERE batch_id = {batch_id}"
+        ).scalar_one()
+        n_reports = conn.exec_driver_sql(
+            f"SELECT count(*) FROM drift_reports WHERE batch_id = {batch_id}"
+        ).scalar_one()
+    engine.dispose()
+    assert (n_rows, n_reports) == (n_flagged, 1) and monitored is not None
+
+
 def test_servers_worker_and_dask_score_an_inbox(tmp_path: Path, databases: dict[str, str]) -> None:
     srv = tmp_path / "srv"
     (srv / "inbox").mkdir(parents=True)
@@ -241,11 +289,13 @@ def test_servers_worker_and_dask_score_an_inbox(tmp_path: Path, databases: dict[
         assert sorted(p.name for p in (inbox / "done").iterdir()) == ["plain0.csv", "plain1.csv"]
         assert [p.name for p in (inbox / "quarantine").iterdir()] == ["bad.csv"]
 
+        _kill_a_worker_mid_run_then_rerun(stack, inbox)
+
         for i in range(3):
             make_series(300, 2, seed=20 + i)[0].to_csv(inbox / f"dask{i}.csv", index=False)
         assert "Completed" in stack.run(RUN_DASK)
         assert _dask_ran(f"tcp://127.0.0.1:{values['dask_port']}")
-        assert len(list((inbox / "done").iterdir())) == 5
+        assert len(list((inbox / "done").iterdir())) == 6
         assert not [p for p in inbox.iterdir() if p.is_file()]
 
         engine = sa.create_engine(stack.env["AEMON_DATABASE_URL"])
@@ -256,9 +306,9 @@ def test_servers_worker_and_dask_score_an_inbox(tmp_path: Path, databases: dict[
             reports = conn.exec_driver_sql("SELECT count(*) FROM drift_reports").scalar_one()
         engine.dispose()
         by_name = {Path(r[0]).name: r for r in rows}
-        assert len(rows) == 6 and by_name["bad.csv"][1] == "quarantined"
+        assert len(rows) == 7 and by_name["bad.csv"][1] == "quarantined"
         assert all(r[1:] == ("done", 300, "cpu", "1") for n, r in by_name.items() if n != "bad.csv")
-        assert reports == 5  # every scored batch got its drift report, on Dask too
+        assert reports == 6  # every scored batch got its drift report: on Dask, after a kill
 
         from mlflow import MlflowClient
 
