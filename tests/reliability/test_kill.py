@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -98,4 +99,66 @@ def test_kill_9_then_a_rerun_leaves_exactly_the_clean_runs_rows_and_monitoring_d
         assert rows == expected and batch.n_flagged == len(expected)
         report = store.drift_report_of(batch.id)
         assert report is not None and Path(report.html_path).exists()
+    assert webhook.batches() == [batch.id]  # one alert, not two
+
+
+@pytest.mark.parametrize(
+    ("db_url", "seed"), [pytest.param("postgres", s, marks=POSTGRES) for s in range(4)], indirect=["db_url"]
+)
+def test_kill_9_at_a_random_moment_then_a_rerun_leaves_exactly_the_clean_runs_rows(
+    db_url: str,
+    seed: int,
+    model: str,
+    model_store: str,
+    webhook: Webhook,
+    aemon_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    prefect_harness: str,
+) -> None:
+    """As a user would try it: SIGKILL at a moment drawn at random over the second half of a
+    clean run's wall time (the first half is mostly imports), on PostgreSQL, then a re-run."""
+    import random
+
+    from flows.score import score_batch
+
+    path = incident_batch(tmp_path / "incidents.csv")
+    expected = _expected_rows(model, path, tmp_path)
+    settings = {"MLFLOW_TRACKING_URI": model_store, "AEMON_ALERT_URLS": webhook.url}
+    clean_env = bare_env(aemon_home, AEMON_DATABASE_URL=f"sqlite:///{tmp_path / 'timing.db'}", **settings)
+    start = time.monotonic()
+    subprocess.run(
+        aemon_command("score", str(path), "--model", model),
+        env=clean_env,
+        check=True,
+        capture_output=True,
+        timeout=REACH_POINT_S,
+    )
+    wall = time.monotonic() - start
+    webhook.received.clear()  # the timing run's alert is not the one under test
+
+    delay = random.Random(seed).uniform(0.5 * wall, wall)
+    proc = subprocess.Popen(
+        aemon_command("score", str(path), "--model", model),
+        env=bare_env(aemon_home, AEMON_DATABASE_URL=db_url, **settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(delay)
+    proc.kill()
+    proc.wait(timeout=30)
+    with AnomalyStore(db_url) as store:  # where the kill landed, for the report
+        killed_at = [(b.status, b.n_flagged, b.monitored_at is not None) for b in store.list_batches()]
+    # Where the kill landed (seen with -s): [] = before the claim, running = mid-batch, ...
+    sys.stderr.write(f"killed after {delay:.1f} s of {wall:.1f} s: {killed_at}\n")
+
+    for key, value in {**settings, "AEMON_DATABASE_URL": db_url}.items():
+        monkeypatch.setenv(key, value)
+    score_batch(str(path), model)
+    with AnomalyStore(db_url) as store:
+        [batch] = store.list_batches()
+        assert batch.status == "done" and batch.monitored_at is not None
+        rows = {(a.record_key, round(a.score, 9)) for a in store.list_anomalies(limit=None)}
+        assert rows == expected and batch.n_flagged == len(expected)
+        assert store.drift_report_of(batch.id) is not None
     assert webhook.batches() == [batch.id]  # one alert, not two
