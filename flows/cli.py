@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from enum import StrEnum
@@ -472,16 +473,27 @@ def serve(
     _guard_children()
     from flows.server import prefect_api
 
-    # SIGTERM (service managers) stops as Ctrl-C does, also before Prefect's runner installs
-    # its own graceful handler: otherwise a SIGTERM while starting kills serve outright.
+    # SIGTERM (service managers) stops as Ctrl-C does, at any moment. A KeyboardInterrupt that a
+    # signal handler raises is lost when it lands in a finalizer (__del__), and so is the
+    # sys.exit of Prefect's own SIGTERM handler while its runner starts (seen in CI: serve ran
+    # on after SIGTERM). So SIGTERM stays serve's, and a watchdog repeats the interrupt every
+    # 5 s until serve is on its way out.
     stopped_while_starting = False
+    leaving = threading.Event()
+
+    def insist() -> None:
+        while not leaving.wait(5):
+            os.kill(os.getpid(), signal.SIGINT)
 
     def interrupt(signum: int, frame: object) -> None:
         nonlocal stopped_while_starting
-        stopped_while_starting = True
+        if not stopped_while_starting:
+            stopped_while_starting = True
+            threading.Thread(target=insist, name="aemon-stop", daemon=True).start()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    _keep_sigterm_from_prefect()
     from aemon import config
 
     # Flow runs (child processes) print a line per run and batch.
@@ -494,16 +506,19 @@ def serve(
         err_console.print(
             f"Serving [bold]{name}[/] ({schedule}) on {api_url}, inbox {escape(str(inbox))}. Ctrl-C stops."
         )
-        score_inbox.serve(
-            name=name,
-            cron=cron,
-            interval=every,
-            parameters={"inbox": str(inbox.resolve()), "model": model, "dask": dask},
-            print_starting_message=False,
-            # One run at a time: runs of one inbox would race for the same files, and a short
-            # interval would otherwise start a new process every tick.
-            limit=1,
-        )
+        try:
+            score_inbox.serve(
+                name=name,
+                cron=cron,
+                interval=every,
+                parameters={"inbox": str(inbox.resolve()), "model": model, "dask": dask},
+                print_starting_message=False,
+                # One run at a time: runs of one inbox would race for the same files, and a short
+                # interval would otherwise start a new process every tick.
+                limit=1,
+            )
+        finally:
+            leaving.set()  # the interrupt arrived: no more repeats while the server stops
     err_console.print("Stopped.")
     if stopped_while_starting:
         # Prefect's client threads may still be mid-call in native code, and letting the
@@ -512,6 +527,23 @@ def serve(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _keep_sigterm_from_prefect() -> None:
+    """Let Prefect's runner install its signal handlers, but not SIGTERM's: serve's own stays
+    (see `serve`). Prefect's runner calls `signal.signal` through its module's `signal`."""
+    import prefect.runner.runner as prefect_runner
+
+    class KeepSigterm:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(signal, name)
+
+        def signal(self, signum: int, handler: Any) -> Any:
+            if signum == signal.SIGTERM:
+                return signal.getsignal(signum)
+            return signal.signal(signum, handler)
+
+    prefect_runner.signal = KeepSigterm()  # type: ignore[assignment]
 
 
 def _finite_or_null(value: Any) -> Any:
