@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from aemon.errors import ConfigError
 
@@ -84,6 +85,15 @@ def mlflow_artifact_root() -> Path:
 
 def reports_dir() -> Path:
     return aemon_home() / "reports"
+
+
+def object_store_options(url: str) -> dict[str, Any]:
+    """fsspec options for an object-store inbox: the S3 endpoint from `AWS_ENDPOINT_URL`, so
+    that a cached client is one per endpoint (credentials come from the AWS_* variables)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if url.startswith(("s3://", "s3a://")) and endpoint:
+        return {"client_kwargs": {"endpoint_url": endpoint}}
+    return {}
 
 
 def inbox_mirrors_dir() -> Path:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aemon import config
 from aemon.errors import ConfigError, DataError, ScoringError, safe_text
 
 DONE_DIR, QUARANTINE_DIR = "done", "quarantine"
@@ -37,8 +38,7 @@ class ObjectInbox:
         import fsspec
 
         try:
-            # A new client per run: a cached one keeps the endpoint and credentials it began with.
-            self.fs, root = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+            self.fs, root = fsspec.core.url_to_fs(url, **config.object_store_options(url))
         except (ImportError, ValueError) as exc:  # no fsspec driver for the scheme, or a bad URL
             raise ConfigError(f"cannot open the inbox {safe_text(url)}: {exc}") from exc
         self.url, self.root = url.rstrip("/"), root.rstrip("/")

@@ -435,7 +435,13 @@ def score(
 @app.command()
 @friendly_errors
 def serve(
-    inbox: Annotated[Path, typer.Option(help="Folder that receives new batches.", show_default=False)],
+    inbox: Annotated[
+        str,
+        typer.Option(
+            help="Folder that receives new batches, or an object store's URL (s3://bucket/prefix).",
+            show_default=False,
+        ),
+    ],
     model: Annotated[
         str, typer.Option("--model", "-m", help="NAME, NAME@alias or NAME/version.", show_default=False)
     ],
@@ -469,7 +475,11 @@ def serve(
         raise typer.BadParameter("give exactly one of --cron and --every")
     if every is not None and every < 1:
         raise typer.BadParameter("--every must be at least 1 second")
-    _require_exists(inbox, "inbox folder")
+    from aemon.object_inbox import is_object_store
+
+    if not is_object_store(inbox):  # a folder: checked here, and passed on absolute
+        _require_exists(Path(inbox), "inbox folder")
+        inbox = str(Path(inbox).resolve())
     _guard_children()
     from flows.server import prefect_api
 
@@ -503,15 +513,14 @@ def serve(
 
         name = f"score-inbox-{model.replace('/', '-').replace('@', '-')}"
         schedule = f"cron '{cron}'" if cron else f"every {every} s"
-        err_console.print(
-            f"Serving [bold]{name}[/] ({schedule}) on {api_url}, inbox {escape(str(inbox))}. Ctrl-C stops."
-        )
+        where = escape(safe_text(inbox))
+        err_console.print(f"Serving [bold]{name}[/] ({schedule}) on {api_url}, inbox {where}. Ctrl-C stops.")
         try:
             score_inbox.serve(
                 name=name,
                 cron=cron,
                 interval=every,
-                parameters={"inbox": str(inbox.resolve()), "model": model, "dask": dask},
+                parameters={"inbox": inbox, "model": model, "dask": dask},
                 print_starting_message=False,
                 # One run at a time: runs of one inbox would race for the same files, and a short
                 # interval would otherwise start a new process every tick.

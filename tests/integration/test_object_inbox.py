@@ -69,7 +69,7 @@ def test_score_inbox_on_an_s3_prefix(s3: str) -> None:
     det = Detector(window=16, epochs=2, progress=False).fit(reference)
     registry.log_training(det, name="objects", data_source="test")
 
-    fs = s3fs.S3FileSystem()
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3})
     fs.mkdir("inbox-bucket")
     good = [make_series(400, 2, seed=s)[0].to_csv(index=False).encode() for s in (1, 2)]
     fs.pipe(
@@ -124,3 +124,52 @@ def test_a_missing_bucket_is_one_line(s3: str) -> None:
 
     with pytest.raises(DataError, match="inbox not found"):
         score_inbox("s3://no-such-bucket/inbox", "objects")
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_aemon_serve_watches_an_s3_prefix(s3: str, tmp_path: Path) -> None:
+    """`aemon serve --inbox s3://…` as a user starts it: a batch put in the bucket ends up in
+    done/ there; Ctrl-C stops serve."""
+    import os
+    import signal
+
+    import s3fs
+
+    reference, _, _ = make_series(2000, 2, seed=0)
+    registry.log_training(
+        Detector(window=16, epochs=2, progress=False).fit(reference), name="served", data_source="t"
+    )
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3})
+    fs.mkdir("served-bucket")
+    fs.pipe({"served-bucket/in/a.csv": make_series(300, 2, seed=3)[0].to_csv(index=False).encode()})
+    log = (tmp_path / "serve.log").open("wb")
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "serve",
+            "--inbox",
+            "s3://served-bucket/in",
+            "-m",
+            "served",
+            "--every",
+            "2",
+        ],
+        env={**os.environ, "AEMON_SETTLE_SECONDS": "0"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not fs.exists("served-bucket/in/done/a.csv"):
+            assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(1)
+            fs.invalidate_cache()
+    finally:
+        os.killpg(serve.pid, signal.SIGINT)
+        serve.wait(timeout=60)
+        log.close()
+    assert "done a.csv" in (tmp_path / "serve.log").read_text()
