@@ -129,7 +129,8 @@ def test_a_missing_bucket_is_one_line(s3: str) -> None:
 @pytest.mark.usefixtures("mlflow_store")
 def test_aemon_serve_watches_an_s3_prefix(s3: str, tmp_path: Path) -> None:
     """`aemon serve --inbox s3://…` as a user starts it: a batch put in the bucket ends up in
-    done/ there; Ctrl-C stops serve."""
+    done/ there; SIGTERM stops serve."""
+    import contextlib
     import os
     import signal
 
@@ -169,7 +170,14 @@ def test_aemon_serve_watches_an_s3_prefix(s3: str, tmp_path: Path) -> None:
             time.sleep(1)
             fs.invalidate_cache()
     finally:
-        os.killpg(serve.pid, signal.SIGINT)
-        serve.wait(timeout=60)
-        log.close()
+        # SIGTERM, as a service manager stops it (SIGINT is ignored by commands that a
+        # non-interactive shell starts in the background, as CI may run the tests).
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=90)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # whatever it left, and it if it hangs
+                os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(timeout=30)
+            log.close()
     assert "done a.csv" in (tmp_path / "serve.log").read_text()

@@ -109,7 +109,7 @@ def test_serve_for_ten_minutes(tmp_path: Path, postgres_admin_url: str) -> None:
         children = [p.pid for p in psutil.Process(serve.pid).children(recursive=True)]
     finally:
         stop.set()
-        os.killpg(serve.pid, signal.SIGINT)
+        os.killpg(serve.pid, signal.SIGTERM)
         try:
             serve.wait(timeout=60)
         except subprocess.TimeoutExpired:
