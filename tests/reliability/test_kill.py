@@ -43,6 +43,18 @@ def _expected_rows(model: str, path: Path, tmp_path: Path) -> set[tuple[str, flo
         return {(a.record_key, round(a.score, 9)) for a in clean.list_anomalies(limit=None)}
 
 
+def _assert_one_clean_batch(db_url: str, expected: set[tuple[str, float]], webhook: Webhook) -> None:
+    """One batch, done and monitored once: the clean run's rows, its drift report, one alert."""
+    with AnomalyStore(db_url) as store:
+        [batch] = store.list_batches()
+        assert batch.status == "done" and batch.monitored_at is not None
+        rows = {(a.record_key, round(a.score, 9)) for a in store.list_anomalies(limit=None)}
+        assert rows == expected and batch.n_flagged == len(expected)
+        report = store.drift_report_of(batch.id)
+        assert report is not None and Path(report.html_path).exists()
+    assert webhook.batches() == [batch.id]  # one alert, not two
+
+
 def _kill_at(point: str, env: dict[str, str], path: Path, model: str, log: Path) -> None:
     """Start `aemon score`, wait until it says it paused at `point`, SIGKILL it."""
     with log.open("w") as err:
@@ -92,14 +104,7 @@ def test_kill_9_then_a_rerun_leaves_exactly_the_clean_runs_rows_and_monitoring_d
     assert rerun["status"] == ("skipped" if point == "after-monitoring" else "done"), rerun
     assert rerun.get("resumed", False) == (point == "after-write")
 
-    with AnomalyStore(db_url) as store:
-        [batch] = store.list_batches()
-        assert batch.status == "done" and batch.monitored_at is not None
-        rows = {(a.record_key, round(a.score, 9)) for a in store.list_anomalies(limit=None)}
-        assert rows == expected and batch.n_flagged == len(expected)
-        report = store.drift_report_of(batch.id)
-        assert report is not None and Path(report.html_path).exists()
-    assert webhook.batches() == [batch.id]  # one alert, not two
+    _assert_one_clean_batch(db_url, expected, webhook)
 
 
 @pytest.mark.parametrize(
@@ -155,10 +160,4 @@ def test_kill_9_at_a_random_moment_then_a_rerun_leaves_exactly_the_clean_runs_ro
     for key, value in {**settings, "AEMON_DATABASE_URL": db_url}.items():
         monkeypatch.setenv(key, value)
     score_batch(str(path), model)
-    with AnomalyStore(db_url) as store:
-        [batch] = store.list_batches()
-        assert batch.status == "done" and batch.monitored_at is not None
-        rows = {(a.record_key, round(a.score, 9)) for a in store.list_anomalies(limit=None)}
-        assert rows == expected and batch.n_flagged == len(expected)
-        assert store.drift_report_of(batch.id) is not None
-    assert webhook.batches() == [batch.id]  # one alert, not two
+    _assert_one_clean_batch(db_url, expected, webhook)
