@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from aemon import Detector
+from aemon import DataError, Detector
 from aemon.batches import batch_sha256, list_new_batches, move_batch, score_batch_into_store
 from aemon.store import AnomalyStore
 from aemon.synthetic import make_images, make_series
@@ -41,6 +41,28 @@ def test_batch_rows_are_written_once(series_detector: Detector, store: AnomalySt
     # another model version scores the same content anew
     other = score_batch_into_store(store, series_detector, path, model_name="m", model_version="2")
     assert other.status == "done" and other.batch_id != first.batch_id
+
+
+def test_a_batch_filed_away_by_another_worker_before_it_is_read_is_deferred(
+    series_detector: Detector, store: AnomalyStore, tmp_path: Path
+) -> None:
+    """Two workers list one inbox; one files a batch away before the other reads it. The
+    other records nothing and does not fail; outside an inbox, a missing file is an error."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    gone = inbox / "b.csv"  # listed, then moved to done/ by the other worker
+    outcome = score_batch_into_store(
+        store, series_detector, gone, model_name="m", model_version="1", inbox=inbox
+    )
+    assert outcome.status == "deferred" and "moved away" in outcome.error
+    assert store.list_batches() == []
+    with pytest.raises(DataError, match=r"b\.csv: batch not found"):
+        score_batch_into_store(store, series_detector, gone, model_name="m", model_version="1")
+    (inbox / "dangling.csv").symlink_to(inbox / ".never.csv")  # a dangling link stays an error
+    with pytest.raises(DataError, match="batch not found"):
+        score_batch_into_store(
+            store, series_detector, inbox / "dangling.csv", model_name="m", model_version="1", inbox=inbox
+        )
 
 
 def test_malformed_batch_is_quarantined_with_its_reason(
