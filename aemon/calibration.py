@@ -333,12 +333,16 @@ def calibrate_event_budget(
     return Threshold(chosen, "event_budget", params)
 
 
+TAIL_CONFIDENCE = 0.8  # the event tail's rate and scale are taken at these upper bounds
+
+
 @dataclass(frozen=True)
 class EventRateTail:
     """Peaks over threshold for events: above `level`, events (flagged points merged as in
     `find_events`) arrive at `rate_per_day`, and their peaks exceed `level` by a generalised
     Pareto amount (`shape`, `scale`). Declustered exceedances of a high level form a Poisson
-    process (Coles 2001, ch. 5), so the event rate at any higher threshold follows."""
+    process (Coles 2001, ch. 5), so the event rate at any higher threshold follows. Rate and
+    scale are upper confidence bounds (see `event_rate_tail`): `rate_at` errs high."""
 
     level: float
     rate_per_day: float
@@ -369,17 +373,29 @@ class EventRateTail:
             "tail_shape": self.shape,
             "tail_scale": self.scale,
             "tail_events": self.n_events,
+            "tail_confidence": TAIL_CONFIDENCE,
         }
 
 
 def event_rate_tail(
-    scores: np.ndarray, duration: pd.Timedelta, gap: int, min_events: int = 5, gpd_events: int = 20
+    scores: np.ndarray,
+    duration: pd.Timedelta,
+    gap: int,
+    min_events: int = 5,
+    gpd_events: int = 20,
+    confidence: float = TAIL_CONFIDENCE,
 ) -> EventRateTail | None:
     """Fit `EventRateTail` at the highest level (a high quantile of `scores`) that yields at
     least `min_events` events; None when no level does (too little held-out data). With
     fewer than `gpd_events` events the tail is exponential (shape 0, the mean excess as scale):
-    a generalised Pareto shape fitted on a handful of peaks is noise."""
-    from scipy.stats import genpareto
+    a generalised Pareto shape fitted on a handful of peaks is noise.
+
+    The rate at the level and the scale are taken at their upper `confidence` bounds (Poisson
+    and chi-square), not at their estimates: fitted on a few days, the estimates put the
+    threshold too low for many a model (12 default models on generated data, 1/week promised:
+    up to 12 false events in 4 weeks with the estimates, at most 4 with 80 % bounds, and the
+    same 109 of 120 incidents found)."""
+    from scipy.stats import chi2, genpareto
 
     days = duration / pd.Timedelta("1D")
     if days <= 0 or len(scores) < 10 * min_events:
@@ -399,8 +415,10 @@ def event_rate_tail(
         # A short sample can suggest a bounded tail that is not there: never promise one
         # shorter than the exponential's.
         shape = max(float(shape), 0.0)
-        scale = max(float(scale), 1e-12)
-        return EventRateTail(level, len(spans) / days, shape, scale, len(spans))
+        n = len(spans)
+        scale *= 2 * n / chi2.ppf(1 - confidence, 2 * n)  # the exponential mean's upper bound
+        rate = chi2.ppf(confidence, 2 * n + 2) / 2 / days  # the Poisson rate's upper bound
+        return EventRateTail(level, float(rate), shape, max(float(scale), 1e-12), n)
     return None
 
 

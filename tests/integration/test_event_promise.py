@@ -12,7 +12,7 @@ from aemon.calibration import parse_rate
 from aemon.detector import DEFAULT_FALSE_ALARMS
 from aemon.synthetic import make_series
 
-SEEDS = range(5)
+SEEDS = range(6)
 REFERENCE_ROWS = 4_032  # two weeks at 5-minute steps
 FRESH_ROWS = 8_064  # four weeks
 
@@ -22,10 +22,11 @@ def false_events() -> list[tuple[int, float]]:
     """Per seed: (events on fresh normal data, weeks scored), default detector (no options)."""
     out = []
     for seed in SEEDS:
-        reference, _, _ = make_series(REFERENCE_ROWS, 3, seed=100 + seed, flat_columns=2)
-        det = Detector(epochs=15, seed=seed, progress=False).fit(reference)
+        flat = 2 * (seed % 2)  # every other seed with two near-constant columns
+        reference, _, _ = make_series(REFERENCE_ROWS, 3, seed=100 + seed, flat_columns=flat)
+        det = Detector(seed=seed, progress=False).fit(reference)  # the defaults
         assert det.threshold_info_.method == "event_budget"
-        fresh, _, _ = make_series(FRESH_ROWS, 3, seed=200 + seed, start="2026-02-01", flat_columns=2)
+        fresh, _, _ = make_series(FRESH_ROWS, 3, seed=200 + seed, start="2026-02-01", flat_columns=flat)
         res = det.score(fresh)
         assert res.events is not None
         span = pd.Timedelta(fresh.timestamp.iloc[-1] - fresh.timestamp.iloc[0])
@@ -46,8 +47,12 @@ def test_false_events_stay_within_the_default_budget_across_seeds(
     assert p >= 0.01, f"{observed} false events in {weeks:.0f} weeks, budget {promised:.0f} (p = {p:.2g})"
 
 
-def test_false_events_are_not_a_flood_in_any_seed(false_events: list[tuple[int, float]]) -> None:
-    # The pointwise default flagged ~1 % of points: hundreds of events a month. Events must not.
+def test_each_model_keeps_its_promise_within_twice_the_budget(
+    false_events: list[tuple[int, float]],
+) -> None:
+    # A user has one model, so the promise must hold for each, not only on average. The tail
+    # is fitted at upper 80 % bounds: with the bare estimates, one of these six models raised
+    # 10 false events in 4 weeks (2.5x) and six other trainings up to 12 (3x).
     count, period = parse_rate(DEFAULT_FALSE_ALARMS)
     for n, weeks in false_events:
-        assert n <= 4 * count * weeks * (pd.Timedelta(weeks=1) / period) + 3, false_events
+        assert n <= 2 * count * weeks * (pd.Timedelta(weeks=1) / period), false_events
