@@ -35,6 +35,8 @@ class WindowScorer:
     them, and `finish` flushes the rest. A final window aligned to the series end covers the
     tail rows that the stride would skip. The latent codes of the windows starting at
     `sample_starts` (sorted series rows) are kept from the same forward pass, in `codes`.
+    `scored`: the leading input columns whose errors are wanted (default all); the others
+    (calendar phases) are context for the model, and their errors are never computed.
     """
 
     def __init__(
@@ -46,13 +48,15 @@ class WindowScorer:
         device: torch.device,
         chunk: int = DEFAULT_CHUNK,
         sample_starts: np.ndarray | None = None,
+        scored: int | None = None,
     ) -> None:
         self.model, self.window, self.stride, self.loss = model, window, stride, loss
         self.device, self.chunk = device, chunk
         self._sample = sample_starts
         self._codes: list[np.ndarray] = []
-        self.n_cols = model.spec.input_shape[1]
-        self._buf = np.empty((0, self.n_cols), dtype=np.float32)
+        n_inputs = model.spec.input_shape[1]
+        self.n_cols = n_inputs if scored is None else scored
+        self._buf = np.empty((0, n_inputs), dtype=np.float32)
         self._acc = np.zeros((0, self.n_cols), dtype=np.float64)
         self._cnt = np.zeros(0, dtype=np.float64)
         self._offset = 0  # series row of _buf[0]
@@ -111,7 +115,8 @@ class WindowScorer:
                 # The one copy per chunk: overlapping windows into a contiguous batch.
                 xt = torch.from_numpy(view[first : first + span : s].copy()).to(self.device)
                 out = self.model(xt)
-                err = elementwise_loss(out.recon, xt, self.loss).cpu().numpy()
+                c = self.n_cols
+                err = elementwise_loss(out.recon[..., :c], xt[..., :c], self.loss).cpu().numpy()
                 if self._sample is not None:
                     starts = self._offset + first + s * np.arange(k)
                     keep = np.isin(starts, self._sample, assume_unique=True)
@@ -139,10 +144,12 @@ def score_windows(
     loss: str,
     device: torch.device,
     sample_starts: np.ndarray | None = None,
+    scored: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-point, per-column errors (n_rows, columns) of a whole standardised series, and the
-    latent codes of the windows starting at `sample_starts` (sorted rows; empty without)."""
-    scorer = WindowScorer(model, window, stride, loss, device, sample_starts=sample_starts)
+    """Per-point, per-column errors (n_rows, `scored` leading columns, default all) of a whole
+    standardised series, and the latent codes of the windows starting at `sample_starts`
+    (sorted rows; empty without)."""
+    scorer = WindowScorer(model, window, stride, loss, device, sample_starts=sample_starts, scored=scored)
     parts = [scorer.push(c).errors for c in chunks]
     parts.append(scorer.finish().errors)
     return np.concatenate(parts), scorer.codes

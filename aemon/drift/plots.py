@@ -96,12 +96,35 @@ def draw_series(result: ScoreResult, series: SeriesBatch, out: Path) -> None:
             ax.axhline(result.threshold, color="tab:red", ls="--", lw=1, label="threshold")
             ax.legend(loc="upper right", fontsize=8)
         ax.set_ylabel(name, fontsize=9)
-        for a, b in zip(shaded.start_index, shaded.end_index, strict=True):
-            ax.axvspan(x[int(a)], x[int(b)], color="tab:red", alpha=0.25, lw=0)
+        _shade(ax, x, shaded)
     shown = "shaded" if len(shaded) == n_events else f"strongest {len(shaded)} shaded"
     events_text = f"{n_events} event" + ("" if n_events == 1 else "s")
     fig.suptitle(f"{result.n_flagged} of {n} points flagged, {events_text} ({shown})")
     _save_png(fig, out)
+
+
+def _shade(ax: Any, x: np.ndarray, events: pd.DataFrame) -> None:
+    """The events' spans, full height, as one collection: what `axvspan` per event draws, at
+    a fraction of the cost (400 spans on 2 panels took 0.7 s as patches)."""
+    from matplotlib.collections import PolyCollection
+
+    if len(events) == 0:
+        return
+    lo = np.asarray(ax.convert_xunits(x[events.start_index.to_numpy(dtype=np.int64)]), dtype=np.float64)
+    hi = np.asarray(ax.convert_xunits(x[events.end_index.to_numpy(dtype=np.int64)]), dtype=np.float64)
+    verts = np.stack(
+        [
+            np.c_[lo, np.zeros_like(lo)],
+            np.c_[lo, np.ones_like(lo)],
+            np.c_[hi, np.ones_like(hi)],
+            np.c_[hi, np.zeros_like(hi)],
+        ],
+        axis=1,
+    )
+    spans = PolyCollection(
+        list(verts), transform=ax.get_xaxis_transform(), facecolors="tab:red", alpha=0.25, lw=0
+    )
+    ax.add_collection(spans, autolim=False)
 
 
 def draw_images(result: ScoreResult, batch: ImageBatch, out: Path, max_images: int) -> None:

@@ -149,8 +149,9 @@ class SeriesModality(Modality):
             det.loss,
             det.device_,
             sample_starts=rows - (det.window - 1),
+            scored=len(det.schema_.columns),  # calendar inputs are context, not scored
         )
-        scores, col_err = series_point_scores(errors[:, : len(det.schema_.columns)], det.series_scoring_)
+        scores, col_err = series_point_scores(errors, det.series_scoring_)
         flags = scores > det.threshold_
         columns = det.schema_.columns
         events = describe_events(find_events(flags, det._gap()), scores, col_err, columns, batch.timestamps)
@@ -248,8 +249,8 @@ def _errors(det: Detector, chunks: Any) -> np.ndarray:
     from aemon.scoring import score_windows
 
     """Per-point errors of the value columns (calendar inputs are context, not scored)."""
-    errors, _ = score_windows(det.model_, chunks, det.window, det.stride, det.loss, det.device_)
-    return errors[:, : len(det.schema_.columns)]
+    n = len(det.schema_.columns)
+    return score_windows(det.model_, chunks, det.window, det.stride, det.loss, det.device_, scored=n)[0]
 
 
 def series_frame(det: Detector, data: Input, n_rows: int | None = None) -> pd.DataFrame:

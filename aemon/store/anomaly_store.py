@@ -256,14 +256,10 @@ class AnomalyStore:
                 .where(anomalies_table.c.batch_id == batch_id)
             )
             n_before = conn.scalar(count) or 0
-            # Plain executemany: psycopg pipelines it, while RETURNING would make SQLAlchemy
-            # build multi-row VALUES statements that psycopg parses slowly (4x slower).
-            stmt = self._insert(anomalies_table).on_conflict_do_nothing(
-                index_elements=["batch_id", "record_key"]
-            )
+            sql, to_params = self._anomaly_insert(conn, common)
             n_written, numbered = 0, enumerate(anomalies)
             while chunk := list(itertools.islice(numbered, _CHUNK_ROWS)):
-                conn.execute(stmt, [anomaly_values(i, a) | common for i, a in chunk])
+                conn.exec_driver_sql(sql, [to_params(anomaly_values(i, a)) for i, a in chunk])
                 n_written += len(chunk)
                 if on_progress is not None:
                     on_progress(n_written)
@@ -652,6 +648,51 @@ class AnomalyStore:
         if self._engine.dialect.name == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+    def _anomaly_insert(
+        self, conn: Connection, common: Mapping[str, Any]
+    ) -> tuple[str, Callable[[Mapping[str, Any]], Any]]:
+        """The INSERT of anomaly rows (skipping rows already stored) as the driver's SQL, and
+        the function that turns one row's column values into the driver's parameters.
+
+        The rows go to the driver in one executemany per chunk: SQLAlchemy's own executemany
+        spent 3/4 of the write building and converting each row's parameters (12 s of 15 s
+        for 121k rows). The conversions are the column types' own bind processors, so the
+        stored values are the same; the values common to every row are converted once.
+        Plain executemany, no RETURNING: psycopg pipelines it, while RETURNING would make
+        SQLAlchemy build multi-row VALUES statements that psycopg parses slowly (4x slower).
+        """
+        dialect = conn.dialect
+        stmt = self._insert(anomalies_table).on_conflict_do_nothing(index_elements=["batch_id", "record_key"])
+        names = [c.key for c in anomalies_table.columns if c.key != "id"]
+        compiled = stmt.compile(dialect=dialect, column_keys=names, for_executemany=True)
+        order = list(compiled.positiontup) if dialect.positional and compiled.positiontup else names
+
+        def processor(name: str) -> Callable[[Any], Any] | None:
+            return anomalies_table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+        procs = {k: processor(k) for k in order}
+        fixed = {k: (procs[k](v) if procs[k] is not None else v) for k, v in common.items()}  # type: ignore[misc]
+        convert = [(k, procs[k]) for k in order if k not in fixed]
+        if dialect.positional:
+            template = [fixed.get(k) for k in order]
+            slots = [(i, k, procs[k]) for i, k in enumerate(order) if k not in fixed]
+
+            def positional(values: Mapping[str, Any]) -> tuple[Any, ...]:
+                row = template.copy()
+                for i, k, p in slots:
+                    row[i] = p(values[k]) if p is not None else values[k]
+                return tuple(row)
+
+            return compiled.string, positional
+
+        def named(values: Mapping[str, Any]) -> dict[str, Any]:
+            out = dict(fixed)
+            for k, p in convert:
+                out[k] = p(values[k]) if p is not None else values[k]
+            return out
+
+        return compiled.string, named
 
     def _require_batch(self, conn: Connection, batch_id: int) -> sa.Row[Any]:
         row = conn.execute(sa.select(batches_table).where(batches_table.c.id == batch_id)).one_or_none()

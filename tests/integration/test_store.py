@@ -33,6 +33,7 @@ from aemon.errors import ConfigError, StoreError
 from aemon.store import AnomalyStore, Batch, anomaly_store
 from aemon.store import engine as store_engine
 from aemon.store import schema as store_schema
+from aemon.store.values import anomaly_values
 
 WORKER = Path(__file__).with_name("store_worker.py")
 TABLES = {"alembic_version", "batches", "anomalies", "drift_reports", "feedback", "alerts"}
@@ -246,6 +247,46 @@ def test_claim_then_complete_stores_rows_and_done_together(store: AnomalyStore) 
     assert (point.score, point.threshold, point.p_value) == (3.5, 1.25, 0.002)
     assert point.details == {"contribution": [0.25, 0.75], "peak": 7}
     assert (point.model_name, point.model_version) == ("cpu", "1")
+
+
+def test_rows_are_stored_as_sqlalchemys_own_insert_stores_them(store: AnomalyStore) -> None:
+    """complete_batch hands the rows to the driver itself (one executemany per chunk); the
+    stored values are those SQLAlchemy's own executemany of the same rows stores."""
+    flagged = [
+        {
+            "record_key": "2024-01-01T12:00",
+            "timestamp": datetime(2024, 1, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2))),
+            "score": np.float32(3.5),
+            "threshold": np.float64(1.25),
+            "p_value": np.float64(0.002),
+            "details": {"event_id": 3, "column_errors": {"a": 0.1, "b": np.float64(0.2)}},
+        },
+        {
+            "record_key": "k2",
+            "timestamp": pd.Timestamp("2024-01-01 13:00"),
+            "score": 9.0,
+            "threshold": 1.25,
+            "p_value": float("nan"),
+            "details": {"note": float("nan")},
+        },
+        {"record_key": "images/cat.png", "score": 2.0, "threshold": 1.25},
+    ]
+    fast, reference = claimed(store, "fast"), claimed(store, "reference")
+    store.complete_batch(fast.id, flagged, n_records=10)
+    table = store_schema.anomalies_table
+    columns = (
+        "record_key, timestamp, score, threshold, p_value, model_name, model_version, details, created_at"
+    )
+    with store._engine.begin() as conn:
+        created = conn.scalar(sa.select(table.c.created_at).where(table.c.batch_id == fast.id).limit(1))
+        common = {"batch_id": reference.id, "model_name": "cpu", "model_version": "1", "created_at": created}
+        conn.execute(sa.insert(table), [anomaly_values(i, r) | common for i, r in enumerate(flagged)])
+        stored = {
+            b: conn.exec_driver_sql(f"SELECT {columns} FROM anomalies WHERE batch_id = {b} ORDER BY id").all()
+            for b in (fast.id, reference.id)
+        }
+    assert len(stored[fast.id]) == 3
+    assert stored[fast.id] == stored[reference.id]
 
 
 def test_a_done_batch_is_never_changed_again(store: AnomalyStore) -> None:

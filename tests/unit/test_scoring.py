@@ -49,6 +49,18 @@ def test_streaming_matches_brute_force(n: int, window: int, stride: int, chunk_r
     np.testing.assert_allclose(got, brute_force(model, x, window, stride), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("stride", [1, 3])
+def test_scored_columns_equal_the_leading_columns_of_all(stride: int) -> None:
+    """Context columns (calendar phases) are left out of the errors, not of the model's input."""
+    x = np.random.default_rng(2).normal(size=(90, 3)).astype(np.float32)
+    model = tiny_model(8, 3)
+    chunks = [x[:40], x[40:]]
+    every, _ = score_windows(model, iter(chunks), 8, stride, "mse", torch.device("cpu"))
+    first, _ = score_windows(model, iter(chunks), 8, stride, "mse", torch.device("cpu"), scored=1)
+    assert first.shape == (90, 1)
+    np.testing.assert_array_equal(first, every[:, :1])
+
+
 def test_scorer_forward_chunks_do_not_change_results() -> None:
     x = np.random.default_rng(1).normal(size=(500, 1)).astype(np.float32)
     model = tiny_model(10, 1)
