@@ -223,12 +223,12 @@ def score_batch_into_store(
     source = str(path)
     if inbox is not None and (target := escaping_link(path, inbox)) is not None:
         return _quarantine_link(store, path, target, model_name=model_name, model_version=model_version)
-    # One read gives the records and the content hash; a batch that cannot be read is hashed
-    # on its own, to be recorded as quarantined.
     if not (before := content_state(path)):
         if inbox is not None and not path.is_symlink():  # another worker filed it since the listing
             return _deferred(source, model_name, model_version, "was moved away (by another run?)")
         raise DataError("batch not found", source=path)
+    # One read gives the records and the content hash; a batch that cannot be read is hashed
+    # on its own, to be recorded as quarantined.
     try:
         batch, problem = detector.read(path), None
     except DataError as exc:

@@ -349,6 +349,7 @@ class EventRateTail:
     shape: float
     scale: float
     n_events: int
+    confidence: float = TAIL_CONFIDENCE
 
     def rate_at(self, threshold: float) -> float:
         y = max(0.0, threshold - self.level)
@@ -373,7 +374,7 @@ class EventRateTail:
             "tail_shape": self.shape,
             "tail_scale": self.scale,
             "tail_events": self.n_events,
-            "tail_confidence": TAIL_CONFIDENCE,
+            "tail_confidence": self.confidence,
         }
 
 
@@ -418,7 +419,7 @@ def event_rate_tail(
         n = len(spans)
         scale *= 2 * n / chi2.ppf(1 - confidence, 2 * n)  # the exponential mean's upper bound
         rate = chi2.ppf(confidence, 2 * n + 2) / 2 / days  # the Poisson rate's upper bound
-        return EventRateTail(level, float(rate), shape, max(float(scale), 1e-12), n)
+        return EventRateTail(level, float(rate), shape, max(float(scale), 1e-12), n, confidence)
     return None
 
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,9 +25,6 @@ import pandas as pd
 from aemon import config
 from aemon.benchmarks.common import SuiteResult, progress, timed
 from aemon.errors import ScoringError
-
-if TYPE_CHECKING:
-    from aemon.data.timeseries import SeriesBatch
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +154,7 @@ def run_speed(
     `flow_overhead`, when given, also times the Prefect flows."""
     import torch
 
-    from aemon.data.timeseries import sliding_windows
     from aemon.detector import Detector
-    from aemon.standardize import standardize
     from aemon.synthetic import make_series
 
     main_n = 100_000 if quick else 1_000_000
@@ -187,19 +182,12 @@ def run_speed(
         db_url = f"sqlite:///{tmp / 'speed.db'}"
         # The floor and PyOD, on the same windows of the main-size file.
         main_csv = write_series_csv(tmp / f"series_{main_n}.csv", main_n, seed)
-        # The model's inputs as scoring builds them: standardized values, then the calendar
-        # phases of the cycles the detector found (which need the time column).
-        batch = cast("SeriesBatch", det.read(main_csv))
-        z = standardize(batch.values, det.offset_, det.scale_, det.calendar_, batch.timestamps)
-        windows = sliding_windows(z, WINDOW)
+        # The model's inputs as scoring builds them (calendar phases included).
+        windows = det.adapter_.model_inputs(det, det.read(main_csv))
         bare_forward(det.model_, windows[:50_000])  # warm-up: first calls allocate and load kernels
         forward_runs = [bare_forward(det.model_, windows) for _ in range(3)]
         forward_s = min(forward_runs)  # best of 3: the machine may be shared
-        train_batch = cast("SeriesBatch", det.read(train))
-        train_z = standardize(
-            train_batch.values, det.offset_, det.scale_, det.calendar_, train_batch.timestamps
-        )
-        train_w = sliding_windows(train_z, WINDOW)[:16_000]
+        train_w = det.adapter_.model_inputs(det, det.read(train))[:16_000]
         pyod_fit_s, pyod_s = pyod_scoring(np.ascontiguousarray(train_w), windows, seed)
         # End to end in this process, warmed up on a small file first (same process as the floor).
         warm_csv = write_series_csv(tmp / "warmup.csv", 10_000, seed + 2)

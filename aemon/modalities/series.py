@@ -246,9 +246,9 @@ def _window_ends(det: Detector, n_rows: int) -> np.ndarray:
 
 
 def _errors(det: Detector, chunks: Any) -> np.ndarray:
+    """Per-point errors of the value columns (calendar inputs are context, not scored)."""
     from aemon.scoring import score_windows
 
-    """Per-point errors of the value columns (calendar inputs are context, not scored)."""
     n = len(det.schema_.columns)
     return score_windows(det.model_, chunks, det.window, det.stride, det.loss, det.device_, scored=n)[0]
 
