@@ -101,6 +101,7 @@ class Stack:
     def __init__(self, folder: Path, values: dict[str, str]) -> None:
         self.folder, self.values = folder, values
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.groups: list[int] = []  # every process group started here, stopped or not
         self.logs: list[IO[bytes]] = []
         self.env = {
             **os.environ,
@@ -128,6 +129,7 @@ class Stack:
             start_new_session=True,  # its own process group: stopped with everything it starts
         )
         self.processes.append((name, proc))
+        self.groups.append(proc.pid)  # its own session: the group id is the leader's PID
         return proc
 
     def run(self, template: str, timeout: float = 600) -> str:
@@ -168,6 +170,17 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
         for log in self.logs:
             log.close()
+
+    def left_running(self) -> list[str]:
+        """Processes still alive in any process group started here (zombies count as gone)."""
+        import psutil
+
+        left = []
+        for proc in psutil.process_iter(["pid", "status", "cmdline"]):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getpgid(proc.pid) in self.groups and proc.status() != psutil.STATUS_ZOMBIE:
+                    left.append(f"{proc.pid}: {' '.join(proc.cmdline())[:120]}")
+        return left
 
 
 @pytest.fixture
@@ -318,4 +331,5 @@ def test_servers_worker_and_dask_score_an_inbox(tmp_path: Path, databases: dict[
         stack.stop()
     alive = [n for n, p in stack.processes if p.poll() is None]
     assert not alive, alive
+    assert not stack.left_running(), stack.left_running()  # nothing orphaned, stopped ones included
     assert not re.search(r"Traceback", (tmp_path / "prefect-worker.log").read_text()), "worker log"
