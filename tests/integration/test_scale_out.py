@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -101,6 +102,7 @@ class Stack:
     def __init__(self, folder: Path, values: dict[str, str]) -> None:
         self.folder, self.values = folder, values
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.groups: list[int] = []  # every process group started here, stopped or not
         self.logs: list[IO[bytes]] = []
         self.env = {
             **os.environ,
@@ -128,6 +130,7 @@ class Stack:
             start_new_session=True,  # its own process group: stopped with everything it starts
         )
         self.processes.append((name, proc))
+        self.groups.append(proc.pid)  # its own session: the group id is the leader's PID
         return proc
 
     def run(self, template: str, timeout: float = 600) -> str:
@@ -154,20 +157,53 @@ class Stack:
         raise AssertionError(f"{what} not ready after {timeout} s; logs in {self.folder}")
 
     def stop(self) -> None:
-        for _, proc in reversed(self.processes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for _, proc in reversed(self.processes):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+        """Stop every process group started here, the ones stopped or killed already included."""
+        self._stop_groups(self.groups[::-1])
+        for _, proc in self.processes:  # the groups' leaders are this process's children: reap
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
-            with contextlib.suppress(ProcessLookupError):  # children that outlived their leader
-                os.killpg(proc.pid, signal.SIGKILL)
         for log in self.logs:
             log.close()
+
+    def stop_one(self, name: str) -> None:
+        """Stop the process started as `name` and everything in its group, and forget it."""
+        [(_, proc)] = [(n, p) for n, p in self.processes if n == name]
+        self._stop_groups([proc.pid])
+        proc.wait(timeout=10)
+        self.processes.remove((name, proc))
+
+    def _stop_groups(self, groups: list[int], grace: float = 20) -> None:
+        """SIGTERM to each group, then SIGKILL to what is still running after `grace` s.
+
+        It waits for every process of the groups, not for their leaders: a leader is the shell
+        that ran the command, and it exits at once, while Prefect 3.9's `prefect worker start`
+        does not exit on its first SIGTERM (it stops taking runs and keeps running; a second
+        one kills it). Waiting for the shell alone left such a worker running for ever."""
+        for signum, wait_s in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+            for group in groups:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signum)
+            deadline = time.monotonic() + wait_s
+            while _members(groups) and time.monotonic() < deadline:
+                time.sleep(0.2)
+
+    def left_running(self) -> list[str]:
+        """Processes still alive in any process group started here (zombies count as gone)."""
+        left = []
+        for proc in _members(self.groups):
+            with contextlib.suppress(psutil.Error):
+                left.append(f"{proc.pid}: {' '.join(proc.cmdline())[:120]}")
+        return left
+
+
+def _members(groups: list[int]) -> list[psutil.Process]:
+    """The live processes (zombies count as gone) of the process groups `groups`."""
+    members = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(proc.pid) in groups and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
 
 
 @pytest.fixture
@@ -207,13 +243,7 @@ def _kill_a_worker_mid_run_then_rerun(stack: Stack, inbox: Path) -> None:
     """SIGKILL of the Prefect worker and its flow-run process after the batch's rows are
     committed, before its drift report: no process is left, the killed run does not block the
     next one, and the next worker finishes the batch (its monitoring included) exactly once."""
-    import psutil
-
-    for name, proc in list(stack.processes):  # the worker started above, stopped cleanly
-        if name == "prefect-worker":
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-            stack.processes.remove((name, proc))
+    stack.stop_one("prefect-worker")  # the worker started above, and all it started
     make_series(300, 2, seed=30)[0].to_csv(inbox / "killed.csv", index=False)
     doomed = stack.start("prefect-worker-killed", WORKER, AEMON_FAULT_PAUSE="after-write:600")
     stack.run(RUN_PLAIN.removesuffix(" --watch"))
@@ -318,4 +348,5 @@ def test_servers_worker_and_dask_score_an_inbox(tmp_path: Path, databases: dict[
         stack.stop()
     alive = [n for n, p in stack.processes if p.poll() is None]
     assert not alive, alive
+    assert not stack.left_running(), stack.left_running()  # nothing orphaned, stopped ones included
     assert not re.search(r"Traceback", (tmp_path / "prefect-worker.log").read_text()), "worker log"
