@@ -116,24 +116,3 @@ def test_sampled_image_codes_equal_encoding_those_images() -> None:
     np.testing.assert_allclose(
         codes, encode(model, images[sample], torch.device("cpu")), rtol=1e-5, atol=1e-6
     )
-
-
-def test_series_scores_from_absolute_errors_and_old_manifests_keep_squared_ones() -> None:
-    from aemon.scoring import SeriesScoring, fit_series_scoring, series_point_scores
-
-    rng = np.random.default_rng(0)
-    diff = rng.normal(size=(200, 2)) * np.array([1.0, 3.0])
-    squared = diff**2
-    scoring = fit_series_scoring(squared, smoothing=1, power=0.5)
-    scores, terms = series_point_scores(squared, scoring)
-    # sqrt(e / q(e)) = |d| / q(|d|): each column's absolute error over its own scale.
-    expected = np.abs(diff) / np.sqrt(np.asarray(scoring.column_scale))
-    np.testing.assert_allclose(terms, expected)
-    np.testing.assert_allclose(scores, expected.mean(axis=1))
-    assert SeriesScoring.from_dict(scoring.to_dict()) == scoring
-    old = {"column_scale": list(scoring.column_scale), "smoothing": 1}  # saved before `power`
-    assert SeriesScoring.from_dict(old).power == 1.0
-    np.testing.assert_allclose(
-        series_point_scores(squared, SeriesScoring.from_dict(old))[0],
-        (squared / np.asarray(scoring.column_scale)).mean(axis=1),
-    )
