@@ -215,32 +215,21 @@ class SeriesScoring:
     column scale: otherwise the least wiggle of it would outweigh every other column.
     `smoothing`: points of the centred moving average over the point scores, so that scattered
     single-point noise does not become alarms while sustained deviations stay.
-    `power`: each normalised error is raised to it before the mean over columns; 0.5 turns
-    squared errors into absolute ones, so one huge error weighs less against a sustained
-    deviation in the moving average (NAB, 2 seeds: mean overlap F1 0.618 -> 0.649, NAB score
-    47.6 -> 52.1). Detectors saved before it have none (1.0).
     """
 
     column_scale: tuple[float, ...]
     smoothing: int = 1
-    power: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"column_scale": list(self.column_scale), "smoothing": self.smoothing, "power": self.power}
+        return {"column_scale": list(self.column_scale), "smoothing": self.smoothing}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SeriesScoring:
-        return cls(
-            tuple(float(v) for v in d["column_scale"]), int(d["smoothing"]), float(d.get("power", 1.0))
-        )
+        return cls(tuple(float(v) for v in d["column_scale"]), int(d["smoothing"]))
 
 
 def fit_series_scoring(
-    reference_errors: np.ndarray,
-    smoothing: int,
-    quantile: float = 0.999,
-    floor: float = 0.1,
-    power: float = 1.0,
+    reference_errors: np.ndarray, smoothing: int, quantile: float = 0.999, floor: float = 0.1
 ) -> SeriesScoring:
     """Column scales from per-column errors on reference points (see SeriesScoring).
 
@@ -251,19 +240,17 @@ def fit_series_scoring(
     positive = scale[scale > 0]
     lowest = floor * float(np.median(positive)) if len(positive) else 1.0
     scale = np.maximum(scale, max(lowest, 1e-12))
-    return SeriesScoring(tuple(scale.tolist()), max(1, int(smoothing)), power)
+    return SeriesScoring(tuple(scale.tolist()), max(1, int(smoothing)))
 
 
 def series_point_scores(
     column_errors: np.ndarray, scoring: SeriesScoring | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(point scores, normalised per-column errors: the terms the score is the mean of).
-    None: the plain mean over columns, as detectors saved before normalisation were calibrated."""
+    """(point scores, normalised per-column errors). None: the plain mean over columns, as
+    detectors saved before normalisation were calibrated."""
     if scoring is None:
         return column_errors.mean(axis=1), column_errors
     norm = column_errors / np.asarray(scoring.column_scale)
-    if scoring.power != 1.0:
-        norm = norm**scoring.power
     scores = norm.mean(axis=1)
     if scoring.smoothing > 1 and len(scores):
         scores = centred_mean(scores, scoring.smoothing)
