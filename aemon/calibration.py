@@ -191,11 +191,31 @@ def parse_rate(text: str) -> tuple[float, pd.Timedelta]:
     return count, period
 
 
-def find_events(flags: np.ndarray, gap: int = 0) -> np.ndarray:
+# An event reaches out to where its score falls back below this share of the way from the
+# median score to the threshold (hysteresis). NAB, 3 seeds: mean overlap F1 0.622 -> 0.629,
+# NAB score 47.7 -> 48.3, no seed or category lower (0.75: 0.623, 48.2; 0.25: 0.629, 49.1).
+EVENT_EXTENT = 0.5
+
+
+def extent_level(threshold: float, median: float, share: float = EVENT_EXTENT) -> float:
+    """The score level an event reaches out to (see EVENT_EXTENT); never above the threshold."""
+    return min(threshold, median + share * (threshold - median))
+
+
+def find_events(flags: np.ndarray, gap: int = 0, extent: np.ndarray | None = None) -> np.ndarray:
     """Runs of flagged points, joined when fewer than `gap` unflagged points separate them.
+
+    `extent`: points over a lower level (see EVENT_EXTENT). Each event then spans the whole
+    run of such points around its flagged ones (joined with the same gap), so one excursion
+    is one event from where it rises to where it settles: runs without a flagged point are
+    no events, and events within one run merge, so there are never more events than without.
 
     Returns an (n_events, 2) int array of [start, end] row indices (inclusive).
     """
+    if extent is not None:
+        runs = find_events(np.asarray(extent) | flags, gap)
+        n_flagged = np.r_[0, np.cumsum(flags)]
+        return runs[n_flagged[runs[:, 1] + 1] > n_flagged[runs[:, 0]]]
     idx = np.flatnonzero(flags)
     if len(idx) == 0:
         return np.empty((0, 2), dtype=np.int64)

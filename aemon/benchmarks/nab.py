@@ -36,7 +36,7 @@ from aemon.benchmarks.nab_metrics import (
     nab_normalized,
     overlap_counts,
 )
-from aemon.calibration import calibrate_event_budget, conformal_quantile, find_events
+from aemon.calibration import calibrate_event_budget, conformal_quantile, extent_level, find_events
 from aemon.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,9 @@ def budget_events(
     g = outcome.gap if gap is None else gap
     floor = float(np.quantile(outcome.scores, 1 - max_flagged))
     thr = calibrate_event_budget(outcome.scores, outcome.duration, budget, gap=g, floor=floor, held_out=False)
-    return [(int(a), int(b)) for a, b in find_events(outcome.scores > thr.value, g)]
+    level = extent_level(thr.value, float(np.median(outcome.scores)))
+    spans = find_events(outcome.scores > thr.value, g, extent=outcome.scores > level)
+    return [(int(a), int(b)) for a, b in spans]
 
 
 def run_signal(signal: Signal, detector_args: dict[str, Any], seed: int = 0) -> SignalOutcome:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
-from aemon.calibration import describe_events, find_events
+from aemon.calibration import describe_events, extent_level, find_events
 from aemon.data.timeseries import (
     FILL_METHODS,
     FillMethod,
@@ -154,7 +154,9 @@ class SeriesModality(Modality):
         scores, col_err = series_point_scores(errors, det.series_scoring_)
         flags = scores > det.threshold_
         columns = det.schema_.columns
-        events = describe_events(find_events(flags, det._gap()), scores, col_err, columns, batch.timestamps)
+        level = extent_level(det.threshold_, det.calibration_summary_["median"])
+        spans = find_events(flags, det._gap(), extent=scores > level)
+        events = describe_events(spans, scores, col_err, columns, batch.timestamps)
         return ScoreResult(
             scores=scores,
             is_anomaly=flags,

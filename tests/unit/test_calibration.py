@@ -16,6 +16,7 @@ from aemon.calibration import (
     conformal_quantile,
     describe_events,
     event_rate_tail,
+    extent_level,
     find_events,
     p_values,
     parse_rate,
@@ -113,6 +114,19 @@ def test_thinned_scores_keep_the_extremes() -> None:
 )
 def test_find_events(flags: list[int], gap: int, expected: list[list[int]]) -> None:
     assert find_events(np.array(flags, bool), gap).tolist() == expected
+
+
+def test_events_reach_out_to_the_extent_level_and_never_multiply() -> None:
+    scores = np.array([0, 2, 5, 2, 1, 3, 6, 2, 0, 0, 2, 2, 0, 0, 5, 0], dtype=float)
+    level = extent_level(4.0, median=0.0)  # halfway from the median to the threshold
+    assert level == 2.0
+    flags = scores > 4.0
+    assert find_events(flags, 0).tolist() == [[2, 2], [6, 6], [14, 14]]
+    # The excursion around 2..6 is one event from where it rises to where it settles; the run
+    # at 10..11 never crosses the threshold and is no event.
+    assert find_events(flags, 0, extent=scores > level).tolist() == [[2, 2], [5, 6], [14, 14]]
+    assert find_events(flags, 1, extent=scores > level - 1.5).tolist() == [[1, 7], [14, 14]]
+    assert find_events(flags[:0], 0, extent=scores[:0] > level).tolist() == []
 
 
 def test_describe_events_reports_peak_and_contributions() -> None:
