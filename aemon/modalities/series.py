@@ -109,7 +109,8 @@ class SeriesModality(Modality):
         # the scales never saw.
         train_err = _errors(det, [z[:n_train]])
         smoothing = det.smoothing if det.smoothing is not None else max(1, w // 4)
-        det.series_scoring_ = fit_series_scoring(train_err, smoothing)
+        # Squared errors are rooted before smoothing (see SeriesScoring.root).
+        det.series_scoring_ = fit_series_scoring(train_err, smoothing, root=det.loss == "mse")
         cal_scores, _ = series_point_scores(cal_err, det.series_scoring_)
         cal_labels = y[cal] if y is not None else None
         stamps = series.timestamps[cal] if series.timestamps is not None else None

@@ -210,10 +210,10 @@ def test_event_budget_keeps_the_strongest_scattered_events() -> None:
     thr = calibrate_event_budget(scores, pd.Timedelta(days=14), "2/week", gap=32, held_out=False)
     assert [int(a) for a, _ in find_events(scores > thr.value, 32)] == [300, 1100, 1900, 2700]
     # For new data one more event is counted: three of the five are what four allow, and
-    # the tail's upper bounds (five peaks say little about the rate) may keep fewer.
+    # the tail's upper bounds (five peaks say little about the rate) may keep fewer, or none.
     thr = calibrate_event_budget(scores, pd.Timedelta(days=14), "2/week", gap=32)
     kept = [int(a) for a, _ in find_events(scores > thr.value, 32)]
-    assert 1 <= len(kept) <= 3 and kept == [300, 1100, 1900][: len(kept)]
+    assert len(kept) <= 3 and kept == [300, 1100, 1900][: len(kept)]
 
 
 @pytest.mark.parametrize(

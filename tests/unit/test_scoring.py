@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from aemon.models import Autoencoder, default_spec
-from aemon.scoring import WindowScorer, encode, score_images, score_windows
+from aemon.scoring import (
+    SeriesScoring,
+    WindowScorer,
+    encode,
+    score_images,
+    score_windows,
+    series_point_scores,
+)
 from aemon.training import elementwise_loss
 
 
@@ -116,3 +123,24 @@ def test_sampled_image_codes_equal_encoding_those_images() -> None:
     np.testing.assert_allclose(
         codes, encode(model, images[sample], torch.device("cpu")), rtol=1e-5, atol=1e-6
     )
+
+
+def test_root_smoothing_ranks_a_sustained_deviation_above_one_spike_of_equal_energy() -> None:
+    # The same total squared error, once in one point and once spread over 8: averaging the
+    # squares scores both alike; averaging their roots scores the sustained one 8x higher.
+    errors = np.full((200, 1), 1e-4)
+    errors[50, 0] = 8.0
+    errors[148:156, 0] = 1.0
+    flat = series_point_scores(errors, SeriesScoring((1.0,), smoothing=16))[0]
+    root = series_point_scores(errors, SeriesScoring((1.0,), smoothing=16, root=True))[0]
+    assert flat[50] == pytest.approx(flat[152], rel=0.01)
+    assert root[152] > 7 * root[50]
+    # Scores stay squared errors: a constant error scores itself either way.
+    steady = np.full((50, 2), 0.25)
+    assert np.allclose(series_point_scores(steady, SeriesScoring((1.0, 1.0), 16, root=True))[0], 0.25)
+
+
+def test_series_scoring_round_trips_and_old_manifests_load_without_the_root() -> None:
+    scoring = SeriesScoring((0.5, 2.0), smoothing=16, root=True)
+    assert SeriesScoring.from_dict(scoring.to_dict()) == scoring
+    assert SeriesScoring.from_dict({"column_scale": [1.0], "smoothing": 4}).root is False
