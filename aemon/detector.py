@@ -25,6 +25,7 @@ from aemon.calibration import (
     calibrate_threshold,
     conformal_quantile,
     parse_rate,
+    reference_outliers,
     summarize_scores,
     thin_scores,
 )
@@ -291,7 +292,11 @@ class Detector:
             duration = pd.Timedelta(stamps[-1] - stamps[0])
             # Never below the pointwise promise: merged events must not hide a flood of points.
             floor = conformal_quantile(normal_scores, self.target_fpr)
+            # Labelled incidents are not normal: they neither set nor stretch the budget.
+            if cal_labels is not None:
+                cal_scores = np.where(cal_labels, np.median(normal_scores), cal_scores)
             thr = calibrate_event_budget(cal_scores, duration, budget, gap=self._gap(), floor=floor)
+            self._report_reference_outliers(cal_scores, stamps, thr, duration, budget, floor)
         elif self.threshold == "f1":
             thr = calibrate_threshold(cal_scores, "f1", target_fpr=self.target_fpr, labels=cal_labels)
         else:
@@ -302,6 +307,41 @@ class Detector:
         self.calibration_scores_ = thin_scores(normal_scores)
         self.calibration_summary_ = summarize_scores(normal_scores)
         self.calibration_fpr_ = float(np.mean(normal_scores > thr.value))
+
+    def _report_reference_outliers(
+        self,
+        cal_scores: np.ndarray,
+        stamps: np.ndarray,
+        thr: Threshold,
+        duration: pd.Timedelta,
+        budget: str,
+        floor: float,
+    ) -> None:
+        """Warn when a few held-out excursions, far above the rest, hold the threshold up: the
+        user knows whether they were incidents (see `reference_outliers`)."""
+        spans = reference_outliers(cal_scores, self._gap())
+        if not len(spans):
+            return
+        keep = np.ones(len(cal_scores), dtype=bool)
+        for a, b in spans:
+            keep[a : b + 1] = False
+        masked = np.where(keep, cal_scores, np.median(cal_scores))
+        floor_without = min(floor, conformal_quantile(cal_scores[keep], self.target_fpr))
+        without = calibrate_event_budget(masked, duration, budget, gap=self._gap(), floor=floor_without)
+        if without.value >= thr.value:
+            return
+        when = [f"{pd.Timestamp(stamps[a])} to {pd.Timestamp(stamps[b])}" for a, b in spans]
+        thr.params["reference_outliers"] = when
+        thr.params["threshold_without_outliers"] = without.value
+        log.warning(
+            "the held-out reference holds %d excursion(s) far above the rest (%s): they hold the "
+            "threshold at %.4g instead of %.4g. If they were incidents, mark them with labels= "
+            "(CLI: --labels) or cut them from the reference, and train again",
+            len(spans),
+            "; ".join(when),
+            thr.value,
+            without.value,
+        )
 
     def _event_budget(self, stamps: np.ndarray | None) -> str | None:
         """The false-alarm budget that decides the threshold, or None for a pointwise one."""

@@ -20,6 +20,7 @@ from aemon.calibration import (
     find_events,
     p_values,
     parse_rate,
+    reference_outliers,
     thin_scores,
     threshold_from_feedback,
 )
@@ -297,3 +298,23 @@ def test_the_poisson_tail_matches_scipy() -> None:
             expected = float(pdtrc(k - 1, mean)) if k else 1.0
             got = poisson_tail(k, mean)
             assert got == pytest.approx(expected, rel=1e-9, abs=1e-300), (k, mean, got, expected)
+
+
+def test_reference_outliers_name_the_excursions_far_above_the_rest() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.exponential(0.1, 4000)
+    clean = reference_outliers(scores, gap=32)
+    scores[1000:1040] += 40.0
+    scores[3000:3100] += 180.0
+    spans = reference_outliers(scores, gap=32)
+    assert len(clean) == 0
+    assert len(spans) == 2
+    assert spans[0, 0] <= 1000 and spans[0, 1] >= 1039 and spans[1, 0] <= 3000 and spans[1, 1] >= 3099
+
+
+def test_reference_outliers_are_rare_in_clean_exponential_tails() -> None:
+    # The test's false-alarm rate is alpha (0.001) per fit for an exponential tail: 200
+    # clean references rarely name anything (P(2 or more) < 2 %).
+    rng = np.random.default_rng(1)
+    named = sum(len(reference_outliers(rng.exponential(1.0, 2000), gap=8)) > 0 for _ in range(200))
+    assert named <= 1

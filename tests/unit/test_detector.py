@@ -224,3 +224,29 @@ def test_a_tampered_weights_file_is_a_model_format_error(fitted: Detector, tmp_p
     (folder / "weights.pt").write_bytes(b"\x80\x04not a state dict at all")
     with pytest.raises(ModelFormatError, match="not a readable state dict, corrupt or changed"):
         Detector.load(folder)
+
+
+def test_an_incident_in_the_held_out_reference_is_named_and_labels_keep_it_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two weeks at 5 minutes; the last 20 % (from row 3,226) calibrate the threshold. An
+    # incident there would hold the threshold above anything like it: aemon says so, names
+    # when, and a label for it keeps it out of the calibration.
+    frame = make_series(4_032, 2, seed=5)[0]
+    frame.loc[3_700:3_729, "metric_0"] += 8.0
+
+    def names_the_incident(det: Detector) -> bool:
+        t = frame.timestamp[3_700]
+        spans = [x.split(" to ") for x in det.threshold_info_.params.get("reference_outliers", [])]
+        return any(pd.Timestamp(a) <= t <= pd.Timestamp(b) for a, b in spans)
+
+    with caplog.at_level("WARNING", logger="aemon.detector"):
+        det = Detector(window=16, seed=0, **FAST).fit(frame)
+    assert names_the_incident(det), det.threshold_info_.params
+    assert "excursion" in caplog.text and "labels=" in caplog.text
+    assert det.threshold_info_.params["threshold_without_outliers"] < det.threshold_
+    labels = np.zeros(len(frame), dtype=int)
+    labels[3_700:3_730] = 1
+    labelled = Detector(window=16, seed=0, **FAST).fit(frame, labels=labels)
+    assert labelled.threshold_ < det.threshold_ / 2
+    assert not names_the_incident(labelled)
