@@ -217,10 +217,9 @@ class SeriesScoring:
     single-point noise does not become alarms while sustained deviations stay.
     `root`: the moving average runs over the root of the squared errors (a root mean square),
     so it weighs a sustained deviation against a single sharp one in the units of the data,
-    not of their squares; the result is squared back, so scores stay squared errors, the units
-    the event tail was validated in (extrapolated on the root, 2 of 6 models broke twice the
-    promised rate). False for detectors saved before it: their thresholds were calibrated
-    without it.
+    not of their squares; the result is squared back, so scores stay in squared-error units
+    and thresholds, plots and contributions keep their meaning. False for detectors saved
+    before it: their thresholds were calibrated without it.
     """
 
     column_scale: tuple[float, ...]
