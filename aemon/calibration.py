@@ -362,6 +362,20 @@ TAIL_LEVELS = (0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)  # quantiles, h
 OUTLIER_ALPHA = 1e-3  # how often `reference_outliers` names an event in clean data
 
 
+def _tail_events(
+    scores: np.ndarray, gap: int, min_events: int
+) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """The tail both `event_rate_tail` and `reference_outliers` read: at the highest level of
+    TAIL_LEVELS over which the scores make at least `min_events` events, (level, the events'
+    spans, their peaks' excesses over it); None when no level does."""
+    for q in TAIL_LEVELS:
+        level = float(np.quantile(scores, q))
+        spans = find_events(scores > level, gap)
+        if len(spans) >= min_events:
+            return level, spans, _per_event(np.maximum, scores, spans) - level
+    return None
+
+
 def reference_outliers(
     scores: np.ndarray, gap: int, min_events: int = 5, alpha: float = OUTLIER_ALPHA
 ) -> np.ndarray:
@@ -382,23 +396,20 @@ def reference_outliers(
     """
     from scipy.stats import f as f_dist
 
-    for q in TAIL_LEVELS:
-        level = float(np.quantile(scores, q))
-        spans = find_events(scores > level, gap)
-        n = len(spans)
-        if n < min_events:
-            continue
-        excess = _per_event(np.maximum, scores, spans) - level
-        order = np.argsort(excess, kind="stable")
-        spacings = np.diff(np.r_[0.0, excess[order]]) * np.arange(n, 0, -1)
-        tests = range(1, n - 2)
-        p = [
-            f_dist.sf(spacings[n - r] / max(spacings[: n - r].mean(), 1e-300), 2, 2 * (n - r)) for r in tests
-        ]
-        best = int(np.argmin(p))
-        found = tests[best] if p[best] < alpha / len(tests) else 0
-        return spans[np.sort(order[n - found :])] if found else np.empty((0, 2), dtype=np.int64)
-    return np.empty((0, 2), dtype=np.int64)
+    none = np.empty((0, 2), dtype=np.int64)
+    tail = _tail_events(scores, gap, min_events)
+    if tail is None:
+        return none
+    _, spans, excess = tail
+    n = len(spans)
+    order = np.argsort(excess, kind="stable")
+    spacings = np.diff(np.r_[0.0, excess[order]]) * np.arange(n, 0, -1)
+    tests = range(1, n - 2)
+    p = [f_dist.sf(spacings[n - r] / max(spacings[: n - r].mean(), 1e-300), 2, 2 * (n - r)) for r in tests]
+    best = int(np.argmin(p))
+    if p[best] >= alpha / len(tests):
+        return none
+    return spans[np.sort(order[n - tests[best] :])]
 
 
 @dataclass(frozen=True)
@@ -466,26 +477,23 @@ def event_rate_tail(
     days = duration / pd.Timedelta("1D")
     if days <= 0 or len(scores) < 10 * min_events:
         return None
-    for q in TAIL_LEVELS:
-        level = float(np.quantile(scores, q))
-        spans = find_events(scores > level, gap)
-        if len(spans) < min_events:
-            continue
-        excess = _per_event(np.maximum, scores, spans) - level
-        if not (excess > 0).any() or np.ptp(excess) == 0:
-            return None
-        if len(spans) >= gpd_events:
-            shape, _, scale = genpareto.fit(excess, floc=0.0)
-        else:
-            shape, scale = 0.0, float(excess.mean())
-        # A short sample can suggest a bounded tail that is not there: never promise one
-        # shorter than the exponential's.
-        shape = max(float(shape), 0.0)
-        n = len(spans)
-        scale *= 2 * n / chi2.ppf(1 - confidence, 2 * n)  # the exponential mean's upper bound
-        rate = chi2.ppf(confidence, 2 * n + 2) / 2 / days  # the Poisson rate's upper bound
-        return EventRateTail(level, float(rate), shape, max(float(scale), 1e-12), n, confidence)
-    return None
+    tail = _tail_events(scores, gap, min_events)
+    if tail is None:
+        return None
+    level, spans, excess = tail
+    if not (excess > 0).any() or np.ptp(excess) == 0:
+        return None
+    n = len(spans)
+    if n >= gpd_events:
+        shape, _, scale = genpareto.fit(excess, floc=0.0)
+    else:
+        shape, scale = 0.0, float(excess.mean())
+    # A short sample can suggest a bounded tail that is not there: never promise one
+    # shorter than the exponential's.
+    shape = max(float(shape), 0.0)
+    scale *= 2 * n / chi2.ppf(1 - confidence, 2 * n)  # the exponential mean's upper bound
+    rate = chi2.ppf(confidence, 2 * n + 2) / 2 / days  # the Poisson rate's upper bound
+    return EventRateTail(level, float(rate), shape, max(float(scale), 1e-12), n, confidence)
 
 
 def threshold_from_feedback(
