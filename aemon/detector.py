@@ -31,7 +31,7 @@ from aemon.calibration import (
 )
 from aemon.data.images import ImageBatch
 from aemon.data.timeseries import SeriesBatch
-from aemon.errors import ConfigError, NotFittedError, SchemaError
+from aemon.errors import CalibrationError, ConfigError, NotFittedError, SchemaError
 from aemon.manifest import detector_manifest, load_detector, save_detector
 from aemon.modalities import Modality, adapter_for, infer_adapter
 from aemon.models import ARCHITECTURES, Autoencoder, default_spec
@@ -287,6 +287,12 @@ class Detector:
         self, cal_scores: np.ndarray, cal_labels: np.ndarray | None, stamps: np.ndarray | None
     ) -> None:
         normal_scores = cal_scores[~cal_labels] if cal_labels is not None else cal_scores
+        if not len(normal_scores) and self.threshold != "f1":
+            raise CalibrationError(
+                f"every one of the {len(cal_scores)} held-out calibration records is labelled an "
+                "anomaly: a threshold needs normal ones; give a reference with normal data at its "
+                "end (series) or fewer labels, or raise calibration_fraction"
+            )
         budget = self._event_budget(stamps)
         if budget is not None and stamps is not None:  # _event_budget needs timestamps for a budget
             duration = pd.Timedelta(stamps[-1] - stamps[0])

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from aemon import (
+    CalibrationError,
     ConfigError,
     DataError,
     Detector,
@@ -250,3 +251,11 @@ def test_an_incident_in_the_held_out_reference_is_named_and_labels_keep_it_out(
     labelled = Detector(window=16, seed=0, **FAST).fit(frame, labels=labels)
     assert labelled.threshold_ < det.threshold_ / 2
     assert not names_the_incident(labelled)
+
+
+def test_a_reference_whose_held_out_part_is_all_labelled_is_a_calibration_error() -> None:
+    frame = make_series(4_032, 2, seed=5)[0]
+    labels = np.zeros(len(frame), dtype=int)
+    labels[3_200:] = 1  # the whole calibration part (the last 20 %, from row 3,226)
+    with pytest.raises(CalibrationError, match="labelled an anomaly"):
+        Detector(window=16, seed=0, **FAST).fit(frame, labels=labels)
