@@ -171,7 +171,7 @@ def plot_mnist(auc: dict[str, dict[int, float]], digits: list[int], folder: Path
     ax.set_ylabel("AUROC")
     lo = min(min(v.values()) for v in auc.values())
     ax.set_ylim(max(0.0, lo - 0.05), 1.0)
-    ax.legend(fontsize=7, ncol=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)  # outside: bars fill the axes
     ax.set_title("MNIST one-class AUROC per digit")
     path = folder / "mnist_auroc.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")

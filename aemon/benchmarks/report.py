@@ -54,7 +54,7 @@ def grouped_bars(
     ax.set_xticks(x, list(groups))
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # outside: bars fill the axes
     ax.set_title(title)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
