@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aemon.errors import ConfigError
 from aemon.models import Autoencoder
 from aemon.training import elementwise_loss
 
@@ -220,18 +221,47 @@ class SeriesScoring:
     not of their squares; the result is squared back, so scores stay in squared-error units
     and thresholds, plots and contributions keep their meaning. False for detectors saved
     before it: their thresholds were calibrated without it.
+    `phase_period`, `phase_factors`: when the reference shows a cycle longer than the window
+    (the detector's calendar inputs), each column's typical error in each of `PHASE_BINS`
+    parts of the shortest cycle, relative to its typical error overall; a point's error is
+    divided by its part's factor. Noise that grows with the level (busy hours) then no
+    longer outscores an incident in a quiet hour. Empty for detectors without a cycle and
+    for those saved before it.
     """
 
     column_scale: tuple[float, ...]
     smoothing: int = 1
     root: bool = False
+    phase_period: float = 0.0  # seconds
+    phase_factors: tuple[tuple[float, ...], ...] = ()  # (PHASE_BINS, columns)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"column_scale": list(self.column_scale), "smoothing": self.smoothing, "root": self.root}
+        return {
+            "column_scale": list(self.column_scale),
+            "smoothing": self.smoothing,
+            "root": self.root,
+            "phase_period": self.phase_period,
+            "phase_factors": [list(f) for f in self.phase_factors],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SeriesScoring:
-        return cls(tuple(float(v) for v in d["column_scale"]), int(d["smoothing"]), bool(d.get("root")))
+        return cls(
+            tuple(float(v) for v in d["column_scale"]),
+            int(d["smoothing"]),
+            bool(d.get("root")),
+            float(d.get("phase_period", 0.0)),
+            tuple(tuple(float(v) for v in f) for f in d.get("phase_factors", ())),
+        )
+
+    def phase_divisors(self, timestamps: np.ndarray | None, n_rows: int) -> np.ndarray | float:
+        """(n_rows, columns) factors for these rows' phases, or 1.0 without a profile."""
+        if not self.phase_factors:
+            return 1.0
+        if timestamps is None or len(timestamps) != n_rows:
+            raise ConfigError("this detector's scores depend on the time of day: the series needs timestamps")
+        bins = phase_bins(timestamps, self.phase_period, len(self.phase_factors))
+        return np.asarray(self.phase_factors)[bins]
 
 
 def fit_series_scoring(
@@ -240,27 +270,83 @@ def fit_series_scoring(
     quantile: float = 0.999,
     floor: float = 0.1,
     root: bool = False,
+    timestamps: np.ndarray | None = None,
+    period: float | None = None,
 ) -> SeriesScoring:
-    """Column scales from per-column errors on reference points (see SeriesScoring).
+    """Column scales, and with a `period` (seconds) and the rows' `timestamps` the phase
+    factors, from per-column errors on reference points (see SeriesScoring).
 
     Measured (SMD, generated incidents): the 99.9th percentile of training errors with a
     floor of 0.1 beat the mean error of held-out points (SMD machine-1-2 AUPRC 0.52 vs 0.43).
     """
-    scale = np.quantile(np.asarray(reference_errors, dtype=np.float64), quantile, axis=0)
+    errors = np.asarray(reference_errors, dtype=np.float64)
+    factors: tuple[tuple[float, ...], ...] = ()
+    if period and timestamps is not None:
+        factors = phase_profile(errors, phase_bins(timestamps, period, PHASE_BINS))
+        errors = errors / np.asarray(factors)[phase_bins(timestamps, period, PHASE_BINS)]
+    scale = np.quantile(errors, quantile, axis=0)
     positive = scale[scale > 0]
     lowest = floor * float(np.median(positive)) if len(positive) else 1.0
     scale = np.maximum(scale, max(lowest, 1e-12))
-    return SeriesScoring(tuple(scale.tolist()), max(1, int(smoothing)), root)
+    return SeriesScoring(
+        tuple(scale.tolist()), max(1, int(smoothing)), root, float(period or 0.0) if factors else 0.0, factors
+    )
+
+
+PHASE_BINS = 24  # parts of a cycle: hours of a day
+PHASE_MIN_POINTS = 20  # fewer reference points in a part: its factor stays 1
+PHASE_LIMITS = (0.1, 10.0)  # no part of a cycle counts more than 10x or less than 0.1x
+
+
+def phase_bins(timestamps: np.ndarray, period: float, bins: int) -> np.ndarray:
+    """Which of `bins` equal parts of a cycle of `period` seconds each row falls in (UTC)."""
+    t = timestamps.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
+    return (np.mod(t, period) / period * bins).astype(np.int64) % bins
+
+
+def phase_profile(errors: np.ndarray, bins: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    """Per part of the cycle and column: the median error there over the median overall,
+    averaged with the neighbouring parts (the cycle wraps), within PHASE_LIMITS.
+
+    Only as much of it as recurs: each column's log-factors are raised to the correlation
+    between those of the reference's first and second halves (clipped to 0..1), so a cycle
+    seen on every day counts fully and an accident of a few days not at all.
+    """
+    half = len(errors) // 2
+    first = _log_factors(errors[:half], bins[:half])
+    second = _log_factors(errors[half:], bins[half:])
+    recurs = np.zeros(errors.shape[1])
+    for c in range(errors.shape[1]):
+        a, b = first[:, c], second[:, c]
+        if a.std() > 0 and b.std() > 0:
+            recurs[c] = np.clip(np.corrcoef(a, b)[0, 1], 0.0, 1.0)
+    f = np.exp(_log_factors(errors, bins) * recurs)
+    return tuple(tuple(row) for row in f.tolist())
+
+
+def _log_factors(errors: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    overall = np.median(errors, axis=0)
+    overall = np.where(overall > 0, overall, 1.0)
+    f = np.ones((PHASE_BINS, errors.shape[1]))
+    for b in range(PHASE_BINS):
+        rows = bins == b
+        if rows.sum() >= PHASE_MIN_POINTS:
+            f[b] = np.median(errors[rows], axis=0) / overall
+    f = np.where(f > 0, f, 1.0)  # a part where a column never errs: leave it alone
+    f = (np.roll(f, 1, axis=0) + f + np.roll(f, -1, axis=0)) / 3
+    return np.log(np.clip(f, *PHASE_LIMITS))
 
 
 def series_point_scores(
-    column_errors: np.ndarray, scoring: SeriesScoring | None
+    column_errors: np.ndarray, scoring: SeriesScoring | None, timestamps: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(point scores, normalised per-column errors). None: the plain mean over columns, as
-    detectors saved before normalisation were calibrated."""
+    detectors saved before normalisation were calibrated. `timestamps`: the rows' times, for
+    a scoring with phase factors."""
     if scoring is None:
         return column_errors.mean(axis=1), column_errors
     norm = column_errors / np.asarray(scoring.column_scale)
+    norm = norm / scoring.phase_divisors(timestamps, len(norm))
     scores = norm.mean(axis=1)
     if scoring.smoothing > 1 and len(scores):
         if scoring.root:

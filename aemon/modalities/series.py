@@ -110,10 +110,18 @@ class SeriesModality(Modality):
         train_err = _errors(det, [z[:n_train]])
         smoothing = det.smoothing if det.smoothing is not None else max(1, w // 4)
         # Squared errors are rooted before smoothing (see SeriesScoring.root).
-        det.series_scoring_ = fit_series_scoring(train_err, smoothing, root=det.loss == "mse")
-        cal_scores, _ = series_point_scores(cal_err, det.series_scoring_)
-        cal_labels = y[cal] if y is not None else None
         stamps = series.timestamps[cal] if series.timestamps is not None else None
+        # A cycle longer than the window (calendar inputs) also weighs errors by phase.
+        cycle = series.timestamps is not None and bool(det.calendar_)
+        det.series_scoring_ = fit_series_scoring(
+            train_err,
+            smoothing,
+            root=det.loss == "mse",
+            timestamps=series.timestamps[:n_train] if cycle and series.timestamps is not None else None,
+            period=min(det.calendar_) if cycle else None,
+        )
+        cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps)
+        cal_labels = y[cal] if y is not None else None
         det._set_threshold(cal_scores, cal_labels, stamps)
         det.fingerprint_ = fingerprint(series.values)
         det.n_train_records_ = n_train
@@ -152,7 +160,7 @@ class SeriesModality(Modality):
             sample_starts=rows - (det.window - 1),
             scored=len(det.schema_.columns),  # calendar inputs are context, not scored
         )
-        scores, col_err = series_point_scores(errors, det.series_scoring_)
+        scores, col_err = series_point_scores(errors, det.series_scoring_, batch.timestamps)
         flags = scores > det.threshold_
         columns = det.schema_.columns
         level = extent_level(det.threshold_, det.calibration_summary_["median"])

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from aemon.errors import ConfigError
 from aemon.models import Autoencoder, default_spec
 from aemon.scoring import (
     SeriesScoring,
     WindowScorer,
     encode,
+    fit_series_scoring,
+    phase_bins,
+    phase_profile,
     score_images,
     score_windows,
     series_point_scores,
@@ -144,3 +148,52 @@ def test_series_scoring_round_trips_and_old_manifests_load_without_the_root() ->
     scoring = SeriesScoring((0.5, 2.0), smoothing=16, root=True)
     assert SeriesScoring.from_dict(scoring.to_dict()) == scoring
     assert SeriesScoring.from_dict({"column_scale": [1.0], "smoothing": 4}).root is False
+    assert SeriesScoring.from_dict({"column_scale": [1.0], "smoothing": 4}).phase_factors == ()
+
+
+def busy_day_errors(days: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """5-minute squared errors of two columns whose noise is 4x (16x squared) larger from 8:00
+    to 20:00 than at night, as when noise grows with the level; and their timestamps."""
+    stamps = np.datetime64("2026-03-02") + np.arange(days * 288) * np.timedelta64(5, "m")
+    hour = (stamps - stamps.astype("datetime64[D]")).astype("timedelta64[m]").astype(int) / 60
+    sd = np.where((hour >= 8) & (hour < 20), 4.0, 1.0)
+    noise = np.random.default_rng(seed).normal(size=(len(stamps), 2)) * sd[:, None]
+    return noise**2, stamps
+
+
+def test_phase_factors_let_a_quiet_hour_incident_outscore_busy_hour_noise() -> None:
+    train, train_stamps = busy_day_errors(14, seed=0)
+    test, stamps = busy_day_errors(2, seed=1)
+    test[36:48] += 9.0  # 3:00-4:00, an hour at 3 sigma of the night's noise in both columns
+    plain = fit_series_scoring(train, 16, root=True)
+    phased = fit_series_scoring(train, 16, root=True, timestamps=train_stamps, period=86400.0)
+    factors = np.asarray(phased.phase_factors)
+    assert factors.shape == (24, 2)
+    assert factors[12].min() > 8 * factors[2].max()  # noon's errors weigh about 16x night's
+    busy = slice(8 * 12 + 16, 20 * 12 - 16)  # busy hours away from the incident's smoothing
+    plain_scores = series_point_scores(test, plain)[0]
+    phased_scores = series_point_scores(test, phased, stamps)[0]
+    assert plain_scores[42] < plain_scores[busy].max()  # without: busy noise outscores it
+    assert phased_scores[42] > 2 * phased_scores[busy].max()
+    again = SeriesScoring.from_dict(phased.to_dict())
+    assert again == phased
+    np.testing.assert_array_equal(series_point_scores(test, again, stamps)[0], phased_scores)
+    with pytest.raises(ConfigError, match="timestamps"):
+        series_point_scores(test, phased)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_phase_factors_ignore_a_pattern_that_does_not_recur(seed: int) -> None:
+    # Errors 16x larger from 10:00 to 12:00 in the first week only (an accident, not a
+    # cycle): the factors of the whole reference would weigh those hours down about 2x; the
+    # halves disagree, so they stay near 1.
+    rng = np.random.default_rng(seed)
+    stamps = np.datetime64("2026-03-02") + np.arange(14 * 288) * np.timedelta64(5, "m")
+    hour = (stamps - stamps.astype("datetime64[D]")).astype("timedelta64[m]").astype(int) / 60
+    errors = rng.normal(size=(len(stamps), 1)) ** 2
+    errors[(hour >= 10) & (hour < 12) & (np.arange(len(stamps)) < 7 * 288)] *= 16
+    bins = phase_bins(stamps, 86400.0, 24)
+    assert np.asarray(phase_profile(errors, bins)).max() < 1.3
+    consistent = errors.copy()
+    consistent[(hour >= 10) & (hour < 12)] *= 16  # every day: a cycle
+    assert np.asarray(phase_profile(consistent, bins)).max() > 5
