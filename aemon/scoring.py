@@ -16,6 +16,7 @@ import torch
 
 from aemon.errors import ConfigError
 from aemon.models import Autoencoder
+from aemon.standardize import epoch_seconds
 from aemon.training import elementwise_loss
 
 DEFAULT_CHUNK = 16_384  # windows or images per forward pass
@@ -282,15 +283,15 @@ def fit_series_scoring(
     errors = np.asarray(reference_errors, dtype=np.float64)
     factors: tuple[tuple[float, ...], ...] = ()
     if period and timestamps is not None:
-        factors = phase_profile(errors, phase_bins(timestamps, period, PHASE_BINS))
-        errors = errors / np.asarray(factors)[phase_bins(timestamps, period, PHASE_BINS)]
+        bins = phase_bins(timestamps, period, PHASE_BINS)
+        factors = phase_profile(errors, bins)
+        errors = errors / np.asarray(factors)[bins]
     scale = np.quantile(errors, quantile, axis=0)
     positive = scale[scale > 0]
     lowest = floor * float(np.median(positive)) if len(positive) else 1.0
     scale = np.maximum(scale, max(lowest, 1e-12))
-    return SeriesScoring(
-        tuple(scale.tolist()), max(1, int(smoothing)), root, float(period or 0.0) if factors else 0.0, factors
-    )
+    phase_period = float(period) if factors and period else 0.0
+    return SeriesScoring(tuple(scale.tolist()), max(1, int(smoothing)), root, phase_period, factors)
 
 
 PHASE_BINS = 24  # parts of a cycle: hours of a day
@@ -300,7 +301,7 @@ PHASE_LIMITS = (0.1, 10.0)  # no part of a cycle counts more than 10x or less th
 
 def phase_bins(timestamps: np.ndarray, period: float, bins: int) -> np.ndarray:
     """Which of `bins` equal parts of a cycle of `period` seconds each row falls in (UTC)."""
-    t = timestamps.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
+    t = epoch_seconds(timestamps)
     return (np.mod(t, period) / period * bins).astype(np.int64) % bins
 
 

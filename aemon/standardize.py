@@ -77,8 +77,13 @@ def seasonal_periods(
     return tuple(found)
 
 
+def epoch_seconds(timestamps: np.ndarray) -> np.ndarray:
+    """Seconds since 1970 (UTC) as floats: where a row falls in a cycle of any period."""
+    return timestamps.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
+
+
 def calendar_phases(timestamps: np.ndarray, periods: Sequence[float]) -> np.ndarray:
     """(n, 2 * len(periods)) float32: sin and cos of each row's phase in each cycle (UTC)."""
-    t = timestamps.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
+    t = epoch_seconds(timestamps)
     angles = [2 * np.pi * np.mod(t, p) / p for p in periods]
     return np.stack([f(a) for a in angles for f in (np.sin, np.cos)], axis=1).astype(np.float32)

@@ -112,13 +112,13 @@ class SeriesModality(Modality):
         # Squared errors are rooted before smoothing (see SeriesScoring.root).
         stamps = series.timestamps[cal] if series.timestamps is not None else None
         # A cycle longer than the window (calendar inputs) also weighs errors by phase.
-        cycle = series.timestamps is not None and bool(det.calendar_)
+        cycle = series.timestamps[:n_train] if series.timestamps is not None and det.calendar_ else None
         det.series_scoring_ = fit_series_scoring(
             train_err,
             smoothing,
             root=det.loss == "mse",
-            timestamps=series.timestamps[:n_train] if cycle and series.timestamps is not None else None,
-            period=min(det.calendar_) if cycle else None,
+            timestamps=cycle,
+            period=min(det.calendar_) if cycle is not None else None,
         )
         cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps)
         cal_labels = y[cal] if y is not None else None
