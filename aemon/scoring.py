@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -228,6 +228,13 @@ class SeriesScoring:
     divided by its part's factor. Noise that grows with the level (busy hours) then no
     longer outscores an incident in a quiet hour. Empty for detectors without a cycle and
     for those saved before it.
+    `still_floor`, `still_unit`: a column held still (a stuck sensor, a flat-line in a noisy
+    signal) is easy to reconstruct, so its error falls instead of rising. Each column's
+    movement (mean absolute step over `STILL_POINTS` steps) is compared with the stillest it
+    was in the training reference (`still_floor`, its 0.1st percentile); each halving below
+    that adds `still_unit` (the training scores' 99.9th percentile) to the point score, up to
+    `STILL_CAP` halvings. A column that holds still in normal operation (a floor of 0) never
+    counts. Empty for detectors saved before it.
     """
 
     column_scale: tuple[float, ...]
@@ -235,6 +242,8 @@ class SeriesScoring:
     root: bool = False
     phase_period: float = 0.0  # seconds
     phase_factors: tuple[tuple[float, ...], ...] = ()  # (PHASE_BINS, columns)
+    still_floor: tuple[float, ...] = ()  # standardized units, per column
+    still_unit: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -243,6 +252,8 @@ class SeriesScoring:
             "root": self.root,
             "phase_period": self.phase_period,
             "phase_factors": [list(f) for f in self.phase_factors],
+            "still_floor": list(self.still_floor),
+            "still_unit": self.still_unit,
         }
 
     @classmethod
@@ -253,6 +264,8 @@ class SeriesScoring:
             bool(d.get("root")),
             float(d.get("phase_period", 0.0)),
             tuple(tuple(float(v) for v in f) for f in d.get("phase_factors", ())),
+            tuple(float(v) for v in d.get("still_floor", ())),
+            float(d.get("still_unit", 0.0)),
         )
 
     def phase_divisors(self, timestamps: np.ndarray | None, n_rows: int) -> np.ndarray | float:
@@ -264,6 +277,16 @@ class SeriesScoring:
         bins = phase_bins(timestamps, self.phase_period, len(self.phase_factors))
         return np.asarray(self.phase_factors)[bins]
 
+    def stillness(self, values: np.ndarray | None, n_rows: int) -> np.ndarray | float:
+        """(n_rows, columns) halvings of movement below each column's training floor, or 0."""
+        if not self.still_floor:
+            return 0.0
+        if values is None or len(values) != n_rows:
+            raise ConfigError("this detector's scores depend on how the values move: pass the values")
+        floor = np.asarray(self.still_floor)
+        ratio = floor / np.maximum(movement(values), floor * 2.0**-STILL_CAP + 1e-300)
+        return np.where(floor > 0, np.clip(np.log2(np.maximum(ratio, 1.0)), 0.0, STILL_CAP), 0.0)
+
 
 def fit_series_scoring(
     reference_errors: np.ndarray,
@@ -273,9 +296,11 @@ def fit_series_scoring(
     root: bool = False,
     timestamps: np.ndarray | None = None,
     period: float | None = None,
+    values: np.ndarray | None = None,
 ) -> SeriesScoring:
     """Column scales, and with a `period` (seconds) and the rows' `timestamps` the phase
-    factors, from per-column errors on reference points (see SeriesScoring).
+    factors, and with the rows' standardized `values` the stillness floors, from per-column
+    errors on reference points (see SeriesScoring).
 
     Measured (SMD, generated incidents): the 99.9th percentile of training errors with a
     floor of 0.1 beat the mean error of held-out points (SMD machine-1-2 AUPRC 0.52 vs 0.43).
@@ -291,7 +316,34 @@ def fit_series_scoring(
     lowest = floor * float(np.median(positive)) if len(positive) else 1.0
     scale = np.maximum(scale, max(lowest, 1e-12))
     phase_period = float(period) if factors and period else 0.0
-    return SeriesScoring(tuple(scale.tolist()), max(1, int(smoothing)), root, phase_period, factors)
+    scoring = SeriesScoring(tuple(scale.tolist()), max(1, int(smoothing)), root, phase_period, factors)
+    if values is None or len(values) < 4 * STILL_POINTS:
+        return scoring
+    stillest = np.quantile(movement(values), STILL_QUANTILE, axis=0)
+    still_floor = np.where(stillest > STILL_MIN_FLOOR, stillest, 0.0)
+    plain = series_point_scores(reference_errors, scoring, timestamps)[0]
+    unit = float(np.quantile(plain, quantile))
+    return replace(scoring, still_floor=tuple(still_floor.tolist()), still_unit=unit)
+
+
+STILL_POINTS = 8  # a column's movement: its mean absolute step over this many steps
+STILL_QUANTILE = 0.001  # its floor: the stillest 0.1 % of the training reference
+STILL_CAP = 4.0  # halvings below the floor that count: 16x stiller counts fully
+STILL_MIN_FLOOR = 1e-6  # (standardized units) below this a column holds still normally
+
+
+def movement(values: np.ndarray) -> np.ndarray:
+    """(n, columns): each row's mean absolute step over the STILL_POINTS steps centred on it
+    (the nearest whole span at the ends, so a batch's edges are judged like its middle)."""
+    v = np.asarray(values, dtype=np.float64)
+    n = len(v)
+    steps = np.abs(np.diff(v, axis=0))
+    if n <= STILL_POINTS:  # too short to judge: as still as its steps say, never stiller
+        return np.broadcast_to(steps.mean(axis=0) if n > 1 else np.inf, v.shape).copy()
+    c = np.concatenate([np.zeros((1, v.shape[1])), np.cumsum(steps, axis=0)])
+    spans = (c[STILL_POINTS:] - c[:-STILL_POINTS]) / STILL_POINTS  # (n - STILL_POINTS, columns)
+    start = np.clip(np.arange(n) - STILL_POINTS // 2, 0, len(spans) - 1)
+    return spans[start]
 
 
 PHASE_BINS = 24  # parts of a cycle: hours of a day
@@ -339,15 +391,21 @@ def _log_factors(errors: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
 
 def series_point_scores(
-    column_errors: np.ndarray, scoring: SeriesScoring | None, timestamps: np.ndarray | None = None
+    column_errors: np.ndarray,
+    scoring: SeriesScoring | None,
+    timestamps: np.ndarray | None = None,
+    values: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(point scores, normalised per-column errors). None: the plain mean over columns, as
     detectors saved before normalisation were calibrated. `timestamps`: the rows' times, for
-    a scoring with phase factors."""
+    a scoring with phase factors; `values`: the rows' standardized values, for one with
+    stillness floors."""
     if scoring is None:
         return column_errors.mean(axis=1), column_errors
     norm = column_errors / np.asarray(scoring.column_scale)
     norm = norm / scoring.phase_divisors(timestamps, len(norm))
+    # A still column adds its halvings times the unit to the mean over columns.
+    norm = norm + scoring.stillness(values, len(norm)) * scoring.still_unit * norm.shape[1]
     scores = norm.mean(axis=1)
     if scoring.smoothing > 1 and len(scores):
         if scoring.root:

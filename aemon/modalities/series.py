@@ -84,6 +84,7 @@ class SeriesModality(Modality):
             if det.calendar_:
                 log.info("seasonal cycles longer than the window: %s s", det.calendar_)
         z = self.standardize(det, series.values, series.timestamps)
+        n_columns = len(schema.columns)  # the rest of z: calendar inputs
         train_w = sliding_windows(z[:n_train], w)
         val_w = sliding_windows(z[n_train : n_train + n_val], w) if n_val else train_w[:0]
         if y is not None:  # labelled anomalies never enter training or validation
@@ -119,8 +120,9 @@ class SeriesModality(Modality):
             root=det.loss == "mse",
             timestamps=cycle,
             period=min(det.calendar_) if cycle is not None else None,
+            values=z[:n_train, :n_columns],
         )
-        cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps)
+        cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, z[cal, :n_columns])
         cal_labels = y[cal] if y is not None else None
         det._set_threshold(cal_scores, cal_labels, stamps)
         det.fingerprint_ = fingerprint(series.values)
@@ -160,7 +162,8 @@ class SeriesModality(Modality):
             sample_starts=rows - (det.window - 1),
             scored=len(det.schema_.columns),  # calendar inputs are context, not scored
         )
-        scores, col_err = series_point_scores(errors, det.series_scoring_, batch.timestamps)
+        values = z[:, : len(det.schema_.columns)]
+        scores, col_err = series_point_scores(errors, det.series_scoring_, batch.timestamps, values)
         flags = scores > det.threshold_
         columns = det.schema_.columns
         level = extent_level(det.threshold_, det.calibration_summary_["median"])

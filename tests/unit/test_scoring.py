@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from aemon.scoring import (
     WindowScorer,
     encode,
     fit_series_scoring,
+    movement,
     phase_bins,
     phase_profile,
     score_images,
@@ -197,3 +200,46 @@ def test_phase_factors_ignore_a_pattern_that_does_not_recur(seed: int) -> None:
     consistent = errors.copy()
     consistent[(hour >= 10) & (hour < 12)] *= 16  # every day: a cycle
     assert np.asarray(phase_profile(consistent, bins)).max() > 5
+
+
+def noisy_with_a_steady_column(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standardized values of a noisy column and of one that holds still in normal operation
+    (a configured limit), and errors such as a model makes on them (noise it cannot predict)."""
+    rng = np.random.default_rng(seed)
+    noisy = np.sin(np.arange(n) / 40) + rng.normal(0, 0.3, n)
+    values = np.stack([noisy, np.full(n, 0.5)], axis=1)
+    errors = np.stack([rng.normal(0, 0.3, n) ** 2, np.full(n, 1e-6)], axis=1)
+    return values, errors
+
+
+def test_a_stuck_column_scores_although_its_error_falls() -> None:
+    values, errors = noisy_with_a_steady_column(5_000, seed=0)
+    scoring = fit_series_scoring(errors, 16, root=True, values=values)
+    assert scoring.still_floor[0] > 0 and scoring.still_floor[1] == 0  # steady by nature: never
+    test_values, test_errors = noisy_with_a_steady_column(1_000, seed=1)
+    test_values[400:460, 0] = test_values[400, 0]  # stuck
+    test_errors[400:460, 0] = 1e-4  # easy to reconstruct: its error falls
+    scores = series_point_scores(test_errors, scoring, values=test_values)[0]
+    unit = scoring.still_unit
+    assert scores[410:450].min() > 3 * unit  # 4 halvings and more below the floor
+    assert scores[:380].max() < unit and scores[480:].max() < unit  # edges of the batch too
+    blind = series_point_scores(test_errors, replace_still(scoring), values=test_values)[0]
+    assert blind[410:450].max() < scores[:380].max()  # without: the stuck stretch scores lowest
+    again = SeriesScoring.from_dict(scoring.to_dict())
+    assert again == scoring
+    with pytest.raises(ConfigError, match="values"):
+        series_point_scores(test_errors, scoring)
+    assert SeriesScoring.from_dict({"column_scale": [1.0], "smoothing": 4}).still_floor == ()
+
+
+def replace_still(scoring: SeriesScoring) -> SeriesScoring:
+    return replace(scoring, still_floor=(), still_unit=0.0)
+
+
+def test_movement_judges_short_batches_and_edges_like_the_middle() -> None:
+    steps = np.arange(20, dtype=np.float64)[:, None] * np.array([[1.0, 0.0]])
+    moved = movement(steps)
+    assert moved.shape == (20, 2)
+    np.testing.assert_allclose(moved[:, 0], 1.0)  # every row: one unit a step
+    np.testing.assert_allclose(moved[:, 1], 0.0)
+    assert movement(steps[:3]).shape == (3, 2) and np.isinf(movement(steps[:1])).all()
