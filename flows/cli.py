@@ -780,6 +780,7 @@ class Suite(StrEnum):
     nab = "nab"
     multivariate = "multivariate"
     smd = "smd"
+    realistic = "realistic"
     disk = "disk"
 
 
@@ -787,7 +788,7 @@ class Suite(StrEnum):
 @friendly_errors
 def benchmark(
     suite: Annotated[
-        Suite, typer.Argument(help="quality = mnist + nab + multivariate + smd; or speed, disk.")
+        Suite, typer.Argument(help="quality = mnist + nab + multivariate + smd + realistic; or speed, disk.")
     ] = (Suite.quality),
     quick: Annotated[
         bool, typer.Option("--quick", help="A small subset (minutes, for smoke tests).")
@@ -803,7 +804,8 @@ def benchmark(
         typer.Option(help="Report folder (default AEMON_HOME/benchmarks/SUITE-TIME).", show_default=False),
     ] = None,
 ) -> None:
-    """Measure detection quality (MNIST one-class, NAB, generated multivariate incidents) or
+    """Measure detection quality (MNIST one-class, NAB, generated multivariate incidents, SMD,
+    unseen realistic series) or
     speed, with baselines run in the same process; writes Markdown, JSON and plots."""
     _guard_children()
     from aemon.benchmarks import run_benchmark

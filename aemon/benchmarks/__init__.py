@@ -1,5 +1,6 @@
 """`aemon benchmark`: detection quality (MNIST one-class, NAB, generated multivariate incidents,
-SMD server metrics), speed, with baselines measured in the same run, and disk per batch.
+SMD server metrics, unseen realistic series against PyOD), speed, with baselines measured in
+the same run, and disk per batch.
 
 Example:
     >>> report = run_benchmark("nab", quick=True)  # doctest: +SKIP
@@ -23,7 +24,7 @@ __all__ = ["SUITES", "BenchmarkReport", "run_benchmark"]
 
 log = logging.getLogger(__name__)
 
-SUITES = ("quality", "speed", "mnist", "nab", "multivariate", "smd", "disk")
+SUITES = ("quality", "speed", "mnist", "nab", "multivariate", "smd", "realistic", "disk")
 
 
 def run_benchmark(
@@ -35,18 +36,19 @@ def run_benchmark(
     progress: bool = True,
     flow_overhead: FlowOverhead | None = None,
 ) -> BenchmarkReport:
-    """Run a suite (quality = mnist + nab + multivariate + smd; speed) and write its report.
+    """Run a suite (quality = mnist + nab + multivariate + smd + realistic; speed) and write its report.
 
     `data_dir`: the shared benchmark data (default `$AEMON_BENCH_DATA` or `<repo>/../shared/data`);
-    `quick`: a small subset for tests (2 digits, 1 NAB signal per category, 1 SMD machine, 100k points);
+    `quick`: a small subset for tests (2 digits, 1 NAB signal per category, 1 SMD machine, 100k points,
+    1 univariate + 1 multivariate realistic set);
     `out_dir`: default `<AEMON_HOME>/benchmarks/<suite>-<timestamp>/`;
     `flow_overhead`: speed only, times the Prefect flows (`flows.benchmark.measure_flow_overhead`).
     """
     if suite not in SUITES:
         raise ConfigError(f"benchmark suite must be one of {SUITES}, got {suite!r}")
     parts: list[SuiteResult] = []
-    # Every suite but the generated multivariate one reads the shared data.
-    data = resolve_data_dir(data_dir) if suite not in ("multivariate", "disk") else None
+    # Every suite but the generated ones (multivariate, realistic) reads the shared data.
+    data = resolve_data_dir(data_dir) if suite not in ("multivariate", "realistic", "disk") else None
     if suite in ("quality", "mnist") and data is not None:
         from aemon.benchmarks.mnist import run_mnist
 
@@ -63,6 +65,10 @@ def run_benchmark(
         from aemon.benchmarks.smd import run_smd
 
         parts.append(run_smd(data, quick=quick, show_progress=progress))
+    if suite in ("quality", "realistic"):
+        from aemon.benchmarks.realistic import run_realistic
+
+        parts.append(run_realistic(quick=quick, show_progress=progress))
     if suite == "disk":
         from aemon.benchmarks.disk import run_disk
 

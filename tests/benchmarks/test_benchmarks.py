@@ -81,6 +81,38 @@ def test_multivariate_quick(tmp_path: Path) -> None:
     assert set(mv["recall_by_kind"]) == {"spike", "level_shift", "pattern_change", "flatline", "decoupling"}
 
 
+def test_realistic_quick(tmp_path: Path) -> None:
+    pytest.importorskip("pyod")
+    report = run_benchmark("realistic", quick=True, out_dir=tmp_path, progress=False)
+    record = _check_report(report, "realistic", tmp_path)
+    real = record["results"]["realistic"]  # type: ignore[index]
+    assert set(real["event_f1"]) == {"aemon", "PyOD AutoEncoder", "PyOD AutoEncoder, windows"}
+    assert set(real["sets"]) == {"web-1", "server-1"}
+    for name, n_incidents in (("web-1", 9), ("server-1", 8)):
+        entry = real["sets"][name]
+        assert len(entry["info"]["incidents"]) == n_incidents
+        for det in real["event_f1"]:
+            counts = entry[det]["counts"]
+            assert counts["tp"] + counts["fn"] == n_incidents and 0.5 < entry[det]["auroc"] <= 1.0
+    assert sum(real["incidents_by_kind"].values()) == 17 and "decoupling" in real["incidents_by_kind"]
+    for det in real["event_f1"]:
+        assert set(real["recall_by_kind"][det]) == set(real["incidents_by_kind"])
+        assert all(0.0 <= v <= 1.0 for v in real["recall_by_kind"][det].values())
+    assert "PyOD AutoEncoder" in report.markdown and len(report.plot_paths) == 1
+
+
+def test_realistic_data_is_deterministic() -> None:
+    from aemon.benchmarks.realistic import make_sets
+
+    a, b = make_sets(quick=True), make_sets(quick=True)
+    for x, y in zip(a, b, strict=True):
+        assert x.incidents == y.incidents and x.test.equals(y.test) and x.reference.equals(y.reference)
+        assert str(x.test["timestamp"].dtype).startswith("datetime64")
+        assert x.reference["timestamp"].iloc[-1] < x.test["timestamp"].iloc[0]
+        assert all(x.test[c].dtype == "float64" for c in x.features)
+        assert 8 <= len(x.incidents) <= 12 and x.labels.sum() < 0.25 * len(x.test)
+
+
 def test_speed_quick(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyod")
     from flows.benchmark import measure_flow_overhead
