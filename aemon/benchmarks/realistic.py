@@ -56,8 +56,8 @@ import numpy as np
 import pandas as pd
 
 from aemon.benchmarks.common import SuiteResult, progress, timed
-from aemon.benchmarks.nab_metrics import Counts, Interval
-from aemon.benchmarks.smd import Outcome, evaluate, spans
+from aemon.benchmarks.nab_metrics import Interval
+from aemon.benchmarks.smd import Outcome, evaluate, pool_outcomes, spans
 from aemon.calibration import find_events
 from aemon.data.timeseries import sliding_windows
 from aemon.errors import ConfigError
@@ -591,13 +591,7 @@ def summarize(
     names = list(results)
     dets = [d for d in DETECTORS if all(d in results[n] for n in names)]
     weeks = sum(info[n]["normal_weeks"] for n in names)
-    pooled = {d: sum((results[n][d].counts for n in names), Counts()) for d in dets}
-    mean = {
-        d: {k: float(np.mean([getattr(results[n][d], k) for n in names])) for k in ("auprc", "auroc")}
-        for d in dets
-    }
-    seconds = {d: float(sum(results[n][d].fit_s + results[n][d].score_s for n in names)) for d in dets}
-    n_events = {d: sum(results[n][d].n_events for n in names) for d in dets}
+    pooled, mean, seconds, n_events = pool_outcomes(results, dets)
     kinds = sorted({k for d in dets for k in hits[d]}, key=lambda k: MULTIVARIATE_KINDS.index(k))
     recall = {d: {k: float(np.mean(hits[d][k])) for k in kinds} for d in dets}
     counts_by_kind = {k: len(hits[dets[0]][k]) for k in kinds}

@@ -145,6 +145,22 @@ def evaluate(
     )
 
 
+def pool_outcomes(
+    results: dict[str, dict[str, Outcome]], dets: Sequence[str]
+) -> tuple[dict[str, Counts], dict[str, dict[str, float]], dict[str, float], dict[str, int]]:
+    """Per detector over the data sets of `results`: summed counts, mean AUPRC/AUROC, seconds
+    (fit + score) and events."""
+    names = list(results)
+    pooled = {d: sum((results[n][d].counts for n in names), Counts()) for d in dets}
+    mean = {
+        d: {k: float(np.mean([getattr(results[n][d], k) for n in names])) for k in ("auprc", "auroc")}
+        for d in dets
+    }
+    seconds = {d: float(sum(results[n][d].fit_s + results[n][d].score_s for n in names)) for d in dets}
+    n_events = {d: sum(results[n][d].n_events for n in names) for d in dets}
+    return pooled, mean, seconds, n_events
+
+
 def run_pyod(
     machine: Machine, gap: int, *, seed: int = 0, pyod_args: dict[str, Any] | None = None
 ) -> tuple[Outcome, Outcome]:
@@ -277,13 +293,7 @@ def summarize_smd(
     """Markdown table per machine and pooled, and the JSON record."""
     names = list(results)
     dets = [d for d in DETECTORS if all(d in results[n] for n in names)]
-    pooled = {d: sum((results[n][d].counts for n in names), Counts()) for d in dets}
-    mean = {
-        d: {k: float(np.mean([getattr(results[n][d], k) for n in names])) for k in ("auprc", "auroc")}
-        for d in dets
-    }
-    seconds = {d: float(sum(results[n][d].fit_s + results[n][d].score_s for n in names)) for d in dets}
-    n_events = {d: sum(results[n][d].n_events for n in names) for d in dets}
+    pooled, mean, seconds, n_events = pool_outcomes(results, dets)
     det_text = f"`Detector(modality='timeseries'{''.join(f', {k}={v!r}' for k, v in args.items())})`"
     pyod_text = "defaults" + (f" except {pyod_args}" if pyod_args else "")
     scope = f"first {QUICK_ROWS:,} train and test rows (quick)" if quick else "full train and test files"
