@@ -11,6 +11,7 @@ import torch
 from aemon.errors import ConfigError
 from aemon.models import Autoencoder, default_spec
 from aemon.scoring import (
+    STEPPING_SCALE,
     SeriesScoring,
     WindowScorer,
     encode,
@@ -243,3 +244,40 @@ def test_movement_judges_short_batches_and_edges_like_the_middle() -> None:
     np.testing.assert_allclose(moved[:, 0], 1.0)  # every row: one unit a step
     np.testing.assert_allclose(moved[:, 1], 0.0)
     assert movement(steps[:3]).shape == (3, 2) and np.isinf(movement(steps[:1])).all()
+
+
+def with_steps(n: int, seed: int, steps: list[int], error: float) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy column and a stepping one (replicas: holds still, steps up for a while in normal
+    operation); the model errs on the stepping column only around its steps, by `error` at
+    the step and less further from it (the windows that cover it)."""
+    values, errors = noisy_with_a_steady_column(n, seed)
+    near = error * np.exp(-np.abs(np.arange(-32, 32)) / 4)
+    for at in steps:
+        values[at : at + 200, 1] += 1.0
+        for edge in (at, at + 200):
+            errors[edge - 32 : edge + 32, 1] = near
+    return values, errors
+
+
+def test_a_stepping_column_is_scaled_by_its_largest_training_error() -> None:
+    values, errors = with_steps(40_000, seed=0, steps=[5_000], error=4.0)
+    scoring = fit_series_scoring(errors, 16, root=True, values=values)
+    assert scoring.still_floor[1] == 0  # it holds still between steps
+    assert scoring.column_scale[1] == pytest.approx(STEPPING_SCALE * 4.0)
+    # Fresh data: a normal step twice as hard to reconstruct as the one in training, and an
+    # incident on the noisy column (its errors at three times their 99.9th percentile).
+    fresh_values, fresh_errors = with_steps(2_000, seed=1, steps=[400], error=8.0)
+    fresh_errors[1_300:1_360, 0] = 3 * scoring.column_scale[0]
+    scores = series_point_scores(fresh_errors, scoring, values=fresh_values)[0]
+    incident = scores[1_300:1_360].max()
+    assert scores[300:700].max() < incident / 2  # the step stays below the incident
+    by_quantile = replace(
+        scoring, column_scale=(scoring.column_scale[0], float(np.quantile(errors[:, 1], 0.999)))
+    )
+    blind = series_point_scores(fresh_errors, by_quantile, values=fresh_values)[0]
+    assert blind[300:700].max() > 2 * blind[1_300:1_360].max()  # the step outscored the incident
+    # A level it never held (replicas at zero: errors 100x its worst step) still stands out.
+    fresh_errors[1_600:1_700, 1] = 400.0
+    assert (
+        series_point_scores(fresh_errors, scoring, values=fresh_values)[0][1_620:1_680].min() > 10 * incident
+    )
