@@ -58,14 +58,16 @@ class WindowScorer:
         self.model, self.window, self.stride, self.loss = model, window, stride, loss
         self.device, self.chunk = device, chunk
         self._sample = sample_starts
-        self._limits = None
-        if limits is not None:
-            self._limits = tuple(
-                torch.as_tensor(np.asarray(b), dtype=torch.float32, device=device) for b in limits
-            )
         self._codes: list[np.ndarray] = []
         n_inputs = model.spec.input_shape[1]
         self.n_cols = n_inputs if scored is None else scored
+        # One clamp over every input column; the context columns (calendar) are left free.
+        self._limits: tuple[torch.Tensor, torch.Tensor] | None = None
+        if limits is not None:
+            free = n_inputs - len(limits[0])
+            low = np.r_[limits[0], np.full(free, -np.inf)].astype(np.float32)
+            high = np.r_[limits[1], np.full(free, np.inf)].astype(np.float32)
+            self._limits = (torch.from_numpy(low).to(device), torch.from_numpy(high).to(device))
         self._buf = np.empty((0, n_inputs), dtype=np.float32)
         self._acc = np.zeros((0, self.n_cols), dtype=np.float64)
         self._cnt = np.zeros(0, dtype=np.float64)
@@ -99,12 +101,6 @@ class WindowScorer:
             self._add_windows(tail_start - self._offset, 1)
         return self._emit(len(self._buf))
 
-    def _clip(self, xt: torch.Tensor, c: int) -> torch.Tensor:
-        if self._limits is None:
-            return xt
-        low, high = self._limits
-        return torch.cat([torch.clamp(xt[..., :c], low, high), xt[..., c:]], dim=-1)
-
     @property
     def codes(self) -> np.ndarray:
         """Latent codes of the sampled windows seen so far, in `sample_starts` order."""
@@ -130,8 +126,8 @@ class WindowScorer:
                 span = (k - 1) * s + 1  # rows from the first to the last window start
                 # The one copy per chunk: overlapping windows into a contiguous batch.
                 xt = torch.from_numpy(view[first : first + span : s].copy()).to(self.device)
+                out = self.model(xt if self._limits is None else torch.clamp(xt, *self._limits))
                 c = self.n_cols
-                out = self.model(self._clip(xt, c))
                 err = elementwise_loss(out.recon[..., :c], xt[..., :c], self.loss).cpu().numpy()
                 if self._sample is not None:
                     starts = self._offset + first + s * np.arange(k)
