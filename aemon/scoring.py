@@ -61,13 +61,13 @@ class WindowScorer:
         self._codes: list[np.ndarray] = []
         n_inputs = model.spec.input_shape[1]
         self.n_cols = n_inputs if scored is None else scored
-        # One clamp over every input column; the context columns (calendar) are left free.
-        self._limits: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Over every input column (the context columns, calendar, unbounded).
+        self._limits: tuple[np.ndarray, np.ndarray] | None = None
         if limits is not None:
             free = n_inputs - len(limits[0])
             low = np.r_[limits[0], np.full(free, -np.inf)].astype(np.float32)
             high = np.r_[limits[1], np.full(free, np.inf)].astype(np.float32)
-            self._limits = (torch.from_numpy(low).to(device), torch.from_numpy(high).to(device))
+            self._limits = (low, high)
         self._buf = np.empty((0, n_inputs), dtype=np.float32)
         self._acc = np.zeros((0, self.n_cols), dtype=np.float64)
         self._cnt = np.zeros(0, dtype=np.float64)
@@ -116,8 +116,10 @@ class WindowScorer:
         return out
 
     def _add_windows(self, rel_start: int, n_windows: int) -> None:
-        view = np.lib.stride_tricks.sliding_window_view(self._buf, self.window, axis=0)
-        view = view.transpose(0, 2, 1)  # (n, window, columns), no copy
+        view = _windows(self._buf, self.window)
+        # The model sees the rows clipped to the limits (once per row, not per window); the
+        # errors are taken against the rows as they are.
+        seen = view if self._limits is None else _windows(np.clip(self._buf, *self._limits), self.window)
         w, s = self.window, self.stride
         with torch.inference_mode():
             for i in range(0, n_windows, self.chunk):
@@ -125,10 +127,12 @@ class WindowScorer:
                 first = rel_start + i * s
                 span = (k - 1) * s + 1  # rows from the first to the last window start
                 # The one copy per chunk: overlapping windows into a contiguous batch.
-                xt = torch.from_numpy(view[first : first + span : s].copy()).to(self.device)
-                out = self.model(xt if self._limits is None else torch.clamp(xt, *self._limits))
+                xt = torch.from_numpy(seen[first : first + span : s].copy()).to(self.device)
+                out = self.model(xt)
                 c = self.n_cols
-                err = elementwise_loss(out.recon[..., :c], xt[..., :c], self.loss).cpu().numpy()
+                target = xt if seen is view else torch.from_numpy(view[first : first + span : s, :, :c])
+                loss = elementwise_loss(out.recon[..., :c], target[..., :c].to(self.device), self.loss)
+                err = loss.cpu().numpy()
                 if self._sample is not None:
                     starts = self._offset + first + s * np.arange(k)
                     keep = np.isin(starts, self._sample, assume_unique=True)
@@ -146,6 +150,12 @@ class WindowScorer:
                 steps[0:span:s] += 1
                 steps[w : w + span : s] -= 1
                 self._cnt[first : first + span + w - 1] += np.cumsum(steps[:-1])
+
+
+def _windows(rows: np.ndarray, window: int) -> np.ndarray:
+    """(n, window, columns) windows over `rows`, a view (no copy). Marked writeable only so that
+    torch can wrap it without a copy (it warns on read-only arrays); nothing writes to it."""
+    return np.lib.stride_tricks.sliding_window_view(rows, window, axis=0, writeable=True).transpose(0, 2, 1)
 
 
 def score_windows(
