@@ -46,7 +46,10 @@ def make_series(
     rng = np.random.default_rng(seed)
     t = np.arange(n)
     base = np.sin(2 * np.pi * t / period)
-    weekly = 0.3 * np.sin(2 * np.pi * t / (period * 7))
+    # The weekly cycle keeps to the calendar (steps since 2026-01-01), as a real one does, so
+    # series that start on different days share their weekdays' shape.
+    since = (pd.Timestamp(start) - pd.Timestamp("2026-01-01")) // pd.Timedelta(freq)
+    weekly = 0.3 * np.sin(2 * np.pi * (t + since) / (period * 7))
     cols = [f"metric_{i}" for i in range(n_columns)]
     data = {}
     for i, c in enumerate(cols):
