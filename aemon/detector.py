@@ -24,6 +24,7 @@ from aemon.calibration import (
     calibrate_event_budget,
     calibrate_threshold,
     conformal_quantile,
+    hold_on_training_span,
     parse_rate,
     reference_outliers,
     summarize_scores,
@@ -284,8 +285,14 @@ class Detector:
         return Autoencoder(spec)
 
     def _set_threshold(
-        self, cal_scores: np.ndarray, cal_labels: np.ndarray | None, stamps: np.ndarray | None
+        self,
+        cal_scores: np.ndarray,
+        cal_labels: np.ndarray | None,
+        stamps: np.ndarray | None,
+        training: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """`training`: (scores, timestamps) of the training span, whose events an event budget
+        must hold on as well (see `hold_on_training_span`); labelled points already neutral."""
         normal_scores = cal_scores[~cal_labels] if cal_labels is not None else cal_scores
         if not len(normal_scores) and self.threshold != "f1":
             raise CalibrationError(
@@ -302,6 +309,9 @@ class Detector:
             if cal_labels is not None:
                 cal_scores = np.where(cal_labels, np.median(normal_scores), cal_scores)
             thr = calibrate_event_budget(cal_scores, duration, budget, gap=self._gap(), floor=floor)
+            if training is not None and len(training[1]) > 1:
+                span = pd.Timedelta(training[1][-1] - training[1][0])
+                thr = hold_on_training_span(thr, training[0], span, budget, gap=self._gap())
             self._report_reference_outliers(cal_scores, stamps, thr, duration, budget, floor)
         elif self.threshold == "f1":
             thr = calibrate_threshold(cal_scores, "f1", target_fpr=self.target_fpr, labels=cal_labels)
@@ -334,11 +344,12 @@ class Detector:
         masked = np.where(keep, cal_scores, np.median(cal_scores))
         floor_without = min(floor, conformal_quantile(cal_scores[keep], self.target_fpr))
         without = calibrate_event_budget(masked, duration, budget, gap=self._gap(), floor=floor_without)
-        if without.value >= thr.value:
+        lowest = max(without.value, thr.params.get("training_span_threshold", -np.inf))
+        if lowest >= thr.value:
             return
         when = [f"{pd.Timestamp(stamps[a])} to {pd.Timestamp(stamps[b])}" for a, b in spans]
         thr.params["reference_outliers"] = when
-        thr.params["threshold_without_outliers"] = without.value
+        thr.params["threshold_without_outliers"] = lowest
         log.warning(
             "the held-out reference holds %d excursion(s) far above the rest (%s): they hold the "
             "threshold at %.4g instead of %.4g. If they were incidents, mark them with labels= "
@@ -346,7 +357,7 @@ class Detector:
             len(spans),
             "; ".join(when),
             thr.value,
-            without.value,
+            lowest,
         )
 
     def _event_budget(self, stamps: np.ndarray | None) -> str | None:

@@ -124,7 +124,15 @@ class SeriesModality(Modality):
         cal_err = _errors(det, [z[cal]], det.series_scoring_.input_limits)
         cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, z[cal, :n_columns])
         cal_labels = y[cal] if y is not None else None
-        det._set_threshold(cal_scores, cal_labels, stamps)
+        training = None
+        if series.timestamps is not None:  # an event budget holds on the training span too
+            train_scores, _ = series_point_scores(
+                train_err, det.series_scoring_, series.timestamps[:n_train], z[:n_train, :n_columns]
+            )
+            if y is not None:  # labelled anomalies are not normal events
+                train_scores = np.where(y[:n_train], np.median(train_scores), train_scores)
+            training = (train_scores, series.timestamps[:n_train])
+        det._set_threshold(cal_scores, cal_labels, stamps, training)
         det.fingerprint_ = fingerprint(series.values)
         det.n_train_records_ = n_train
 
