@@ -289,9 +289,9 @@ class Detector:
         cal_scores: np.ndarray,
         cal_labels: np.ndarray | None,
         stamps: np.ndarray | None,
-        training: tuple[np.ndarray, np.ndarray] | None = None,
+        training: tuple[np.ndarray, pd.Timedelta] | None = None,
     ) -> None:
-        """`training`: (scores, timestamps) of the training span, whose events an event budget
+        """`training`: (scores, duration) of the training span, whose events an event budget
         must hold on as well (see `hold_on_training_span`); labelled points already neutral."""
         normal_scores = cal_scores[~cal_labels] if cal_labels is not None else cal_scores
         if not len(normal_scores) and self.threshold != "f1":
@@ -309,9 +309,8 @@ class Detector:
             if cal_labels is not None:
                 cal_scores = np.where(cal_labels, np.median(normal_scores), cal_scores)
             thr = calibrate_event_budget(cal_scores, duration, budget, gap=self._gap(), floor=floor)
-            if training is not None and len(training[1]) > 1:
-                span = pd.Timedelta(training[1][-1] - training[1][0])
-                thr = hold_on_training_span(thr, training[0], span, budget, gap=self._gap())
+            if training is not None:
+                thr = hold_on_training_span(thr, *training, budget, gap=self._gap())
             self._report_reference_outliers(cal_scores, stamps, thr, duration, budget, floor)
         elif self.threshold == "f1":
             thr = calibrate_threshold(cal_scores, "f1", target_fpr=self.target_fpr, labels=cal_labels)

@@ -126,12 +126,13 @@ class SeriesModality(Modality):
         cal_labels = y[cal] if y is not None else None
         training = None
         if series.timestamps is not None:  # an event budget holds on the training span too
+            train_stamps = series.timestamps[:n_train]
             train_scores, _ = series_point_scores(
-                train_err, det.series_scoring_, series.timestamps[:n_train], z[:n_train, :n_columns]
+                train_err, det.series_scoring_, train_stamps, z[:n_train, :n_columns]
             )
             if y is not None:  # labelled anomalies are not normal events
                 train_scores = np.where(y[:n_train], np.median(train_scores), train_scores)
-            training = (train_scores, series.timestamps[:n_train])
+            training = (train_scores, pd.Timedelta(train_stamps[-1] - train_stamps[0]))
         det._set_threshold(cal_scores, cal_labels, stamps, training)
         det.fingerprint_ = fingerprint(series.values)
         det.n_train_records_ = n_train
