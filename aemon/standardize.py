@@ -13,7 +13,7 @@ from aemon.errors import SchemaError
 log = logging.getLogger(__name__)
 
 Z_LIMIT = 1e6  # standardized inputs are clipped here (float32 must not overflow)
-# A day and a week, in seconds. The week counts once training spans two (web series: the
+# A day and a week, in seconds. The week counts once the fit data spans two (web series: the
 # weekends are quieter and later). Realistic web sets, 3 data seeds x 2 model seeds: 138/35/42
 # -> 143/21/37 (TP/FP/FN), AUPRC higher on all 18; NAB unchanged; the generated multivariate
 # suite 30/1/0 -> 30/4/0, AUPRC 0.906 -> 0.909.
@@ -63,8 +63,8 @@ def seasonal_periods(
     z: np.ndarray, timestamps: np.ndarray, window: int, min_acf: float = 0.3
 ) -> tuple[float, ...]:
     """The cycles of SEASONS that a window cannot see (longer than it) but the standardized
-    training rows `z` show: at least two cycles long, autocorrelation >= `min_acf` at that lag
-    (mean over columns)."""
+    rows `z` show: at least two cycles long, autocorrelation >= `min_acf` at that lag (mean
+    over columns)."""
     if len(timestamps) < 3:
         return ()
     step = float(np.median(np.diff(timestamps.astype("datetime64[ns]").astype(np.int64)))) / 1e9

@@ -170,7 +170,7 @@ def test_repr_shows_changed_arguments() -> None:
     assert repr(Detector(window=32)) == "Detector(window=32)"
 
 
-def test_a_weekly_cycle_becomes_a_calendar_input_once_training_spans_two_weeks() -> None:
+def test_a_weekly_cycle_becomes_a_calendar_input_once_the_data_spans_two_weeks() -> None:
     # Half-hour steps; weekdays peak twice, weekends once and lower (as web traffic does).
     stamps = pd.date_range("2026-03-02", periods=15 * 48, freq="30min").to_numpy()
     when = pd.DatetimeIndex(stamps)
@@ -184,6 +184,9 @@ def test_a_weekly_cycle_becomes_a_calendar_input_once_training_spans_two_weeks()
     two_weeks_less_a_day = 13 * 48
     assert seasonal_periods(z[:two_weeks_less_a_day], stamps[:two_weeks_less_a_day], window=16) == (86_400.0,)
     assert calendar_phases(stamps[:1], (86_400.0, 604_800.0)).shape == (1, 4)
+    # The fit data decides, not its training slice (70 % of 15 days: 10.5 days, under two weeks).
+    det = Detector(window=16, **FAST).fit(pd.DataFrame({"timestamp": stamps, "hits": values}))
+    assert det.calendar_ == (86_400.0, 604_800.0)
 
 
 def test_bare_arrays_are_scored_by_column_order(fitted: Detector, series: pd.DataFrame) -> None:
