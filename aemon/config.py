@@ -37,6 +37,8 @@ BENCH_DATA_ENV = "AEMON_BENCH_DATA"
 SETTLE_ENV = "AEMON_SETTLE_SECONDS"
 DEFAULT_SETTLE_SECONDS = 2.0
 FAULT_PAUSE_ENV = "AEMON_FAULT_PAUSE"
+# The share of a reference `aemon train` keeps from fit for its quality gate (series: the last rows).
+HOLDOUT_FRACTION = 0.2
 
 
 def check_model_name(name: str) -> str:

@@ -28,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from aemon.config import HOLDOUT_FRACTION
 from flows import tables
 from flows.tables import safe_text
 
@@ -300,7 +301,7 @@ def train(
             help="Share of DATA held out from training to evaluate the new version and the "
             "champion (series: the last rows; 0 disables)."
         ),
-    ] = 0.2,
+    ] = HOLDOUT_FRACTION,
     device: Annotated[Device, typer.Option(help="Training device.")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed for splits, weights and noise.")] = 0,
     progress: Annotated[

@@ -212,7 +212,7 @@ def train(
     promote: bool = False,
     device: str = "auto",
     seed: int = 0,
-    holdout_fraction: float = 0.2,
+    holdout_fraction: float = config.HOLDOUT_FRACTION,
     progress: bool = False,
     options: dict[str, Any] | None = None,
 ) -> RegisteredVersion:
