@@ -91,16 +91,23 @@ def event_rate_check(
     the result are events per day.
 
     Example:
-        >>> event_rate_check(6, pd.Timedelta(days=1), "1/week").message
-        'this model raised 6 alarms in 1 days where it promised at most 1/week (p = 1e-08)'
+        >>> event_rate_check(6, pd.Timedelta(days=1), "1/week").message.split(":")[0]
+        '6 alarms in 1 days, more than the 1/week promised on normal data (p = 1e-08)'
     """
     count, period = parse_rate(budget)
     days = max(span / pd.Timedelta(days=1), 0.0)
     promised = count * (span / period)
     p_value = poisson_tail(n_events, promised)
     broken = p_value < alpha and n_events >= min_ratio * promised
-    what = f"{n_events} alarms in {days:.3g} days where it promised at most {budget} (p = {p_value:.2g})"
-    message = f"this model raised {what}" if broken else f"alarms within the promise: {what}"
+    # The promise is about normal data: a batch with incidents in it breaks it rightly, so the
+    # message says what the excess may mean rather than blaming the model.
+    what = f"{n_events} alarms in {days:.3g} days"
+    message = (
+        f"{what}, more than the {budget} promised on normal data (p = {p_value:.2g}): "
+        "incidents, or data unlike the reference"
+        if broken
+        else f"alarms within the promise: {what}, at most {budget} promised (p = {p_value:.2g})"
+    )
     per_day = count / (period / pd.Timedelta(days=1))
     observed = n_events / days if days > 0 else 0.0
     return FlagRateCheck(n_events, n_events, observed, per_day, p_value, broken, message)

@@ -354,7 +354,7 @@ def test_flag_rate_check_fires_on_a_broken_model(
     check = check_flag_rate(broken_model, broken_model.score(clean_series))
     assert check is not None and check.broken  # the default promise: false alarms per week
     assert check.observed_rate > 10 * check.promised_rate and check.promised_rate == 1 / 7
-    assert check.message.startswith("this model raised ") and "promised at most 1/week" in check.message
+    assert "alarms in" in check.message and "more than the 1/week promised on normal data" in check.message
 
     pointwise = copy.deepcopy(broken_model)  # a pointwise threshold keeps its pointwise check
     pointwise.false_alarms_ = None
@@ -403,6 +403,12 @@ def test_flag_rate_check_message_and_errors() -> None:
     assert flag_rate_check(90, 1000, 0.01).message.startswith(
         "this model flags 9.0 % where it promised 1.0 %"
     )
+    # A series batch: the promise is about normal data, so the excess is not blamed on the model.
+    broken = event_rate_check(10, pd.Timedelta(days=14), "1/week")
+    assert broken.broken and broken.message.startswith("10 alarms in 14 days, more than the 1/week promised")
+    assert broken.message.endswith("incidents, or data unlike the reference")
+    kept = event_rate_check(2, pd.Timedelta(days=14), "1/week")
+    assert not kept.broken and kept.message.startswith("alarms within the promise: 2 alarms in 14 days")
     with pytest.raises(ConfigError):
         flag_rate_check(5, 4, 0.01)
     with pytest.raises(ConfigError):
