@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from aemon.errors import DataError
 
@@ -31,8 +32,6 @@ def evaluate_detector(
 def evaluate_result(detector: Detector, res: Any, labels: Any) -> dict[str, float]:
     n = res.n_records
     metrics: dict[str, float] = {"n_records": float(n), "n_flagged": float(res.n_flagged)}
-    if res.events is not None:
-        metrics["n_events"] = float(len(res.events))
     y: np.ndarray | None = None
     normal = np.ones(n, dtype=bool)
     if labels is not None:
@@ -45,6 +44,15 @@ def evaluate_result(detector: Detector, res: Any, labels: Any) -> dict[str, floa
             normal = ~_dilate(y, reach)
         metrics["n_anomalies"] = float(y.sum())
     metrics["n_normal"] = float(normal.sum())
+    if res.events is not None:
+        metrics["n_events"] = float(len(res.events))
+        # Events that touch no labelled anomaly, over the time covered: the false-alarm budget's
+        # terms, for the quality gate.
+        spans = zip(res.events.start_index, res.events.end_index, strict=True)
+        metrics["n_false_events"] = float(sum(y is None or not y[a : b + 1].any() for a, b in spans))
+        stamps = res.timestamps
+        if stamps is not None and len(stamps) > 1:
+            metrics["span_days"] = float(pd.Timedelta(stamps[-1] - stamps[0]) / pd.Timedelta(days=1))
     if normal.any():
         metrics["fpr"] = float(res.is_anomaly[normal].mean())
     if y is not None and y.any() and (~y).any():

@@ -58,6 +58,10 @@ def version_summary(v: RegisteredVersion) -> Table:
         ("threshold", f"{v.threshold:.6g} ({v.threshold_method})"),
         ("calibration FPR", f"{v.calibration_fpr:.4f}{target}"),
     ]
+    if v.false_alarms:
+        rows.append(("false-alarm budget", f"at most {v.false_alarms} on normal data"))
+    if v.cycles:
+        rows.append(("calendar inputs", "phase of the " + " and ".join(v.cycles)))
     labels = {
         "fpr": "held-out FPR",
         "auroc": "held-out AUROC",

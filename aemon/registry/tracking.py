@@ -67,6 +67,9 @@ MAX_PARAM_CHARS = 500
 # --- value classes --------------------------------------------------------------------------
 
 
+CYCLE_NAMES = {86_400.0: "day", 604_800.0: "week"}
+
+
 @dataclass
 class RegisteredVersion:
     """What `log_training` registered and what the quality gate decided."""
@@ -84,6 +87,8 @@ class RegisteredVersion:
     metrics: dict[str, float] = field(default_factory=dict)  # as logged to the run
     evaluation: dict[str, float] = field(default_factory=dict)  # held-out, `evaluate_detector`
     tracking_uri: str = ""
+    false_alarms: str | None = None  # the false-alarm budget promised (series events), if any
+    cycles: tuple[str, ...] = ()  # series: the calendar cycles given to the model ("day", "week")
 
     @property
     def uri(self) -> str:
@@ -329,6 +334,8 @@ def register_detector(
         metrics=metrics,
         evaluation=evaluation,
         tracking_uri=uri,
+        false_alarms=detector.adapter_.event_budget(detector),
+        cycles=tuple(CYCLE_NAMES.get(p, f"{p:g} s") for p in getattr(detector, "calendar_", ())),
     )
 
 
@@ -395,6 +402,7 @@ def promote_version(
         calibration_fpr=version.calibration_fpr,
         n_calibration=int(version.metrics.get("n_calibration", 1)),
         target_fpr=version.target_fpr,
+        false_alarms=version.false_alarms,
         force=force,
         champion_error=champion_error,
     )

@@ -71,6 +71,10 @@ def test_first_version_is_champion_and_challenger(
     assert "no champion" in v.reason
     assert v.threshold == pytest.approx(good.threshold_)
     assert 0.7 < v.evaluation["auroc"] <= 1.0
+    # Series events: the budget's terms on the held-out data (600 rows at 5-minute steps).
+    assert v.false_alarms == "1/week" and v.cycles == ("day",)
+    assert v.evaluation["span_days"] == pytest.approx(599 * 5 / 1440)
+    assert 0 <= v.evaluation["n_false_events"] <= v.evaluation["n_events"]
     run = mlflow.get_run(v.run_id)
     assert run.data.params["window"] == "16" and run.data.params["arch"] == "dense"
     assert {"threshold", "calibration_fpr", "holdout_auroc", "val_loss"} <= set(run.data.metrics)
@@ -99,7 +103,7 @@ def test_worse_version_stays_challenger_and_promote_forces(
     log_training(good, name="cpu", data_source="memory", reference_data=frame, labels=labels)
     v2 = log_training(worse, name="cpu", data_source="memory", reference_data=frame, labels=labels)
     assert (v2.version, v2.promoted, v2.aliases) == ("2", False, ["challenger"])
-    assert "AUROC" in v2.reason or "false-positive" in v2.reason
+    assert "AUROC" in v2.reason or "false-positive" in v2.reason or "false alarm" in v2.reason
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("cpu", "champion").version) == "1"
     tags = client.get_model_version("cpu", "2").tags
@@ -287,6 +291,33 @@ def test_quality_gate_says_what_it_checked(
 
     decision = quality_gate(challenger, {}, calibration_fpr=0.01, n_calibration=200, target_fpr=target_fpr)
     assert decision.promote and decision.reason == expected
+
+
+@pytest.mark.parametrize(
+    ("n_false", "promote", "reason"),
+    [
+        (1, True, "1 held-out false alarm(s) in 4.2 days, within the 1/week promised; no labels"),
+        # 0.6 promised over 4.2 days: 8 or more has P = 2.4e-7 (Poisson)
+        (8, False, "8 held-out false alarm(s) in 4.2 days: more than the 1/week promised (p = 2.4e-07)"),
+    ],
+)
+def test_quality_gate_holds_an_event_budget_on_the_held_out_data(
+    n_false: int, promote: bool, reason: str
+) -> None:
+    from aemon.registry import quality_gate
+
+    challenger = {
+        "fpr": 0.01,
+        "n_normal": 1200,
+        "n_events": n_false,
+        "n_false_events": n_false,
+        "span_days": 4.2,
+    }
+    decision = quality_gate(
+        challenger, {}, calibration_fpr=0.0, n_calibration=1000, target_fpr=None, false_alarms="1/week"
+    )
+    assert decision.promote is promote and decision.reason.startswith(reason), decision.reason
+    assert decision.numbers["holdout_false_events"] == n_false
 
 
 def test_quality_gate_rejects_an_incomparable_champion() -> None:
