@@ -189,6 +189,24 @@ def test_a_weekly_cycle_becomes_a_calendar_input_once_the_data_spans_two_weeks()
     assert det.calendar_ == (86_400.0, 604_800.0)
 
 
+def test_a_held_out_end_unlike_training_is_named_at_fit(
+    fitted: Detector, series: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A trend through the last fifth (the calibration part): 0 to 12 standard deviations. Not a
+    # few excursions (those get their own warning) but days whose range training never saw.
+    trended = series.copy()
+    k = int(len(series) * 0.2)
+    trended.loc[len(series) - k :, "metric_0"] += np.linspace(0, 12, k) * series["metric_0"].std()
+    with caplog.at_level("WARNING", logger="aemon.detector"):
+        det = Detector(window=16, **FAST).fit(trended)
+    train = det.threshold_info_.params["training_span_threshold"]
+    assert det.threshold_ > 10 * train
+    assert "the held-out end of the reference scores far above its training part" in caplog.text
+    assert f"{det.threshold_:.4g}" in caplog.text
+    # The untouched series: the two parts agree (the same budget, 1.6x), and nothing is said.
+    assert fitted.threshold_ < 10 * fitted.threshold_info_.params["training_span_threshold"]
+
+
 def test_bare_arrays_are_scored_by_column_order(fitted: Detector, series: pd.DataFrame) -> None:
     values = series[["metric_0", "metric_1"]].to_numpy()
     with pytest.raises(SchemaError, match="time column"):  # it reads the phase of the day
