@@ -56,6 +56,7 @@ from aemon.registry.pyfunc import (
     predict_frame,
 )
 from aemon.registry.refs import CHALLENGER, CHAMPION, ModelRef, parse_ref
+from aemon.standardize import SEASON_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,6 @@ MAX_PARAM_CHARS = 500
 
 
 # --- value classes --------------------------------------------------------------------------
-
-
-CYCLE_NAMES = {86_400.0: "day", 604_800.0: "week"}
 
 
 @dataclass
@@ -335,7 +333,7 @@ def register_detector(
         evaluation=evaluation,
         tracking_uri=uri,
         false_alarms=detector.adapter_.event_budget(detector),
-        cycles=tuple(CYCLE_NAMES.get(p, f"{p:g} s") for p in getattr(detector, "calendar_", ())),
+        cycles=tuple(SEASON_NAMES.get(p, f"{p:g} s") for p in getattr(detector, "calendar_", ())),
     )
 
 
