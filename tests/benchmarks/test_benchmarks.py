@@ -70,6 +70,8 @@ def test_nab_quick(data_dir: Path, tmp_path: Path) -> None:
         "realTweets",
     }
     assert len(nab["signals"]) == 5
+    for cat, ceiling in nab["budget_ceiling"].items():  # no ranking finds more than the budget allows
+        assert nab["counts"]["aemon"][cat]["tp"] <= ceiling["tp"]
     assert "Orion AER" in report.markdown and "NAB score" in report.markdown
 
 

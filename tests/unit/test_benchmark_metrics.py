@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from aemon.benchmarks import run_benchmark
 from aemon.benchmarks.common import f1_from_counts, progress, resolve_data_dir
+from aemon.benchmarks.nab import SignalOutcome, budget_ceiling
 from aemon.benchmarks.nab_metrics import (
     Counts,
     nab_file_score,
@@ -122,3 +125,16 @@ def test_progress_prints_one_line_per_item_when_stderr_is_not_a_terminal(
     assert [line.split(" done")[0] for line in lines] == ["digits: 1/3", "digits: 2/3", "digits: 3/3"]
     assert list(progress(iter([1]), "quiet", enabled=False)) == [1]
     assert capsys.readouterr().err == ""
+
+
+def test_the_budget_ceiling_counts_the_events_a_budget_allows_each_signal() -> None:
+    def signal(days: float, windows: list[tuple[int, int]]) -> SignalOutcome:
+        span = pd.Timedelta(days=days)
+        return SignalOutcome("c", "s", 100, windows, [], [], 0.0, np.zeros(100), span, 4)
+
+    # 14 days less one 5-minute step: one event at 1/week; 16 days: two; 4 days: none.
+    two_weeks = signal(14 - 5 / 1440, [(10, 20), (50, 60)])
+    longer = signal(16, [(10, 20)])
+    short = signal(4, [(10, 20)])
+    assert budget_ceiling([two_weeks, longer, short], "1/week") == Counts(2, 0, 2)
+    assert budget_ceiling([two_weeks], "2/week") == Counts(2, 0, 0)
