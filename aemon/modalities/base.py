@@ -142,6 +142,11 @@ def fingerprint(array: np.ndarray) -> str:
     return "sha256:" + hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+# A served model's value column: any number (MLflow's own check turns away int64 columns
+# declared double, as a CSV of counts reads; the detector checks the values itself).
+ANY_NUMBER = "number"
+
+
 def column_type(column: pd.Series) -> str:
     """The MLflow type name of a frame column."""
     kind = column.dtype.kind

@@ -23,7 +23,7 @@ from aemon.data.timeseries import (
     sliding_windows,
 )
 from aemon.errors import ConfigError, DataError, SchemaError
-from aemon.modalities.base import Modality, as_labels, column_type, fingerprint
+from aemon.modalities.base import ANY_NUMBER, Modality, as_labels, column_type, fingerprint
 from aemon.results import LatentSample, ScoreResult, sample_rows
 from aemon.standardize import calendar_phases, fit_scaling, seasonal_periods, standardize
 
@@ -248,7 +248,10 @@ class SeriesModality(Modality):
         return frame
 
     def input_columns(self, example: pd.DataFrame) -> list[tuple[str, str, bool]]:
-        return [(column_type(example[c]), str(c), True) for c in example.columns]
+        return [
+            (column_type(example[c]) if example[c].dtype.kind == "M" else ANY_NUMBER, str(c), True)
+            for c in example.columns
+        ]
 
     def block_size(self, window: int) -> int:
         # A point's score is the mean over the windows covering it: neighbours flag together.

@@ -12,9 +12,10 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from aemon.detector import Detector, Input
-from aemon.modalities.base import column_type
+from aemon.modalities.base import ANY_NUMBER, column_type
 
 MODEL_ARTIFACT = "model"  # the pyfunc model's name inside the run
 DETECTOR_ARTIFACT = "detector"  # the detector folder inside the pyfunc model's artifacts
@@ -77,8 +78,15 @@ def input_example(detector: Detector, reference_data: Input | None = None) -> pd
 
 def model_signature(detector: Detector, example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
     """Declared, not inferred: inference warns about integer columns and cannot express
-    "a `path` or an `image` column" for images."""
+    "a `path` or an `image` column" for images. A series' value columns take any type: MLflow
+    turns away int64 where double is declared (a CSV of counts), and the detector checks
+    that they are numbers, naming the column and row."""
     columns = detector.adapter_.input_columns(example)
-    inputs = Schema([ColSpec(kind, name, required=required) for kind, name, required in columns])
+    inputs = Schema(
+        [
+            ColSpec(AnyType() if kind == ANY_NUMBER else kind, name, required=required)
+            for kind, name, required in columns
+        ]
+    )
     outputs = Schema([ColSpec(column_type(output[c]), str(c)) for c in output.columns])
     return ModelSignature(inputs=inputs, outputs=outputs)

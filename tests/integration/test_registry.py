@@ -132,6 +132,17 @@ def test_pyfunc_and_load_detector_score_like_the_detector(
     np.testing.assert_array_equal(got["is_anomaly"], expected["is_anomaly"])
     np.testing.assert_allclose(got["p_value"], expected["p_value"], rtol=1e-6)
     np.testing.assert_array_equal(got["event_id"], expected["event_id"])
+    # Counts read from a CSV are int64: served like the same values as floats.
+    values = [c for c in frame.columns if c != "timestamp"]
+    counts = frame.assign(**{c: frame[c].round().astype("int64") for c in values})
+    model = mlflow.pyfunc.load_model("models:/cpu@champion")
+    np.testing.assert_allclose(
+        model.predict(counts)["score"],
+        good.score(counts.astype({c: float for c in values})).scores,
+        rtol=1e-6,
+    )
+    with pytest.raises(Exception, match=values[0]):  # text where a number belongs: named
+        model.predict(frame.assign(**{values[0]: "high"}))
 
     loaded, ref = load_detector("cpu")
     assert (ref.name, ref.version, ref.alias) == ("cpu", "1", "champion")
