@@ -5,7 +5,7 @@ rate against a false-alarm budget."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -141,16 +141,51 @@ def poisson_tail(k: int, mean: float) -> float:
 
 def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0.001) -> FlagRateCheck | None:
     """The batch's alarms against its detector's promise (None: no promise): events per time
-    for a false-alarm budget (`event_rate_check`), else the pointwise flag rate
-    (`flag_rate_check`; series are counted in blocks of one window).
+    for a false-alarm budget (`event_rate_check`), and the share of points flagged against
+    `target_fpr` (`flag_rate_check`; series are counted in blocks of one window), which the
+    event threshold never goes below: a few events can hold most of a batch when the data
+    has left the reference (a column creeping past its range flagged 38 % of a week in one
+    64-hour event, within a 1/week budget).
     """
     budget = detector.adapter_.event_budget(detector)
+    block = detector.adapter_.block_size(detector.window)
     if budget is not None and result.events is not None and result.timestamps is not None:
         stamps = result.timestamps
         span = pd.Timedelta(stamps[-1] - stamps[0]) if len(stamps) else pd.Timedelta(0)
-        return event_rate_check(len(result.events), span, budget, alpha=alpha)
+        events = event_rate_check(len(result.events), span, budget, alpha=alpha)
+        if events.broken:
+            return events
+        points = flag_rate_check(
+            result.n_flagged, result.n_records, detector.target_fpr, alpha=alpha, block_size=block
+        )
+        if not points.broken:
+            return events
+        return replace(points, message=_long_alarms(points, result))
     promise = detector.threshold_info_.promised_fpr
     if promise is None:
         return None
-    block = detector.adapter_.block_size(detector.window)
     return flag_rate_check(result.n_flagged, result.n_records, promise, alpha=alpha, block_size=block)
+
+
+def _long_alarms(points: FlagRateCheck, result: ScoreResult) -> str:
+    """What a user needs of a batch whose few alarms hold most of it: how much, how long,
+    and which columns drove it."""
+    ev = result.events
+    assert ev is not None and result.timestamps is not None
+    stamps = result.timestamps
+    spans = list(zip(ev.start_index, ev.end_index, strict=True))
+    longest = max((pd.Timedelta(stamps[b] - stamps[a]) for a, b in spans), default=None)
+    share: dict[str, float] = {}
+    for (a, b), contributions in zip(spans, ev.contributions, strict=True):
+        for column, part in (contributions or {}).items():
+            share[column] = share.get(column, 0.0) + float(part) * (b - a + 1)
+    total = sum(share.values())
+    top = [(c, v / total) for c, v in sorted(share.items(), key=lambda kv: -kv[1])[:2]] if total > 0 else []
+    columns = ", ".join(f"{c} {100 * v:.0f} %" for c, v in top if v >= 0.1)
+    hours = f", the longest {longest / pd.Timedelta(hours=1):.3g} h" if longest is not None else ""
+    return (
+        f"{100 * points.observed_rate:.1f} % of the records flagged in {len(ev)} alarm(s){hours}, "
+        f"where normal data flags at most {100 * points.promised_rate:.1f} % (p = {points.p_value:.2g}): "
+        "incidents, or data unlike the reference"
+        + (f" (most of the error from {columns})" if columns else "")
+    )
