@@ -613,6 +613,55 @@ def anomalies(
 
 @app.command()
 @friendly_errors
+def events(
+    batch: Annotated[int | None, typer.Option(help="Only this batch id.", show_default=False)] = None,
+    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """List the alarms (events) of series batches, newest batch first: start, end, flagged
+    points, peak score and the columns that drove each."""
+    import json
+
+    from aemon.store import AnomalyStore
+    from aemon.ui.review import group_events
+
+    with AnomalyStore() as store:
+        rows = store.list_anomalies(batch_id=batch, limit=None)
+    by_batch: dict[int, list[Any]] = {}
+    for a in rows:
+        by_batch.setdefault(a.batch_id, []).append(a)
+    found = [(b, e) for b in sorted(by_batch, reverse=True) for e in group_events(by_batch[b])]
+    if format is OutputFormat.table:
+        console.print(tables.events_table(found) if found else "No alarms.")
+        return
+    records = [
+        {
+            "batch": b,
+            "event": e.number,
+            "start": str(e.start),
+            "end": str(e.end),
+            "points": e.n_points,
+            "peak_score": e.peak.score,
+            "threshold": e.peak.threshold,
+            "model": f"{e.peak.model_name}/{e.peak.model_version}",
+            "contributions": {c: round(v, 4) for c, v in e.contributions.items()},
+        }
+        for b, e in found
+    ]
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps(_finite_or_null(records), indent=1, allow_nan=False) + "\n")
+    else:
+        import pandas as pd
+
+        frame = pd.DataFrame(records, columns=list(records[0]) if records else ["batch"])
+        if "contributions" in frame:
+            frame["contributions"] = frame["contributions"].map(json.dumps)
+        frame.to_csv(sys.stdout, index=False)
+
+
+@app.command()
+@friendly_errors
 def feedback(
     anomaly_id: Annotated[int, typer.Argument(help="Id from `aemon anomalies`.", show_default=False)],
     verdict: Annotated[Verdict, typer.Option(help="Was the flag right?", show_default=False)],

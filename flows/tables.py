@@ -131,6 +131,26 @@ def anomalies_table(rows: list[Any], title: str = "Flagged records") -> Table:
     return table
 
 
+def events_table(found: list[tuple[int, Any]]) -> Table:
+    """(batch id, EventView) rows: one alarm per line, its top columns by share of the error."""
+    table = Table(box=box.SIMPLE_HEAD, title="Alarms", title_justify="left")
+    for column in ("batch", "event", "model", "start", "end", "flagged", "peak score", "columns"):
+        table.add_column(column, overflow="fold")
+    for batch_id, e in found:
+        top = sorted(e.contributions.items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(
+            str(batch_id),
+            str(e.number),
+            f"{e.peak.model_name}/{e.peak.model_version}",
+            escape(str(e.start)),
+            escape(str(e.end)),
+            str(e.n_points),
+            f"{e.peak.score:.4g}",
+            escape(", ".join(f"{c} {v:.0%}" for c, v in top)),
+        )
+    return table
+
+
 def drift_reports_table(rows: list[DriftReportRow]) -> Table:
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("batch", "model", "drift", "drifted share", "created (UTC)", "report"):

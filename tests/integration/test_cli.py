@@ -224,6 +224,11 @@ def test_quickstart_then_inspect_and_give_feedback(cli_env: dict[str, str], aemo
     assert {"record_key", "score", "threshold", "p_value", "model_name", "model_version"} <= set(top[0])
     as_csv = run_aemon("anomalies", "--format", "csv", "--limit", "0", env=cli_env)
     assert as_csv.stdout.count("\n") == len(store.list_anomalies(limit=None)) + 1
+    # The same flagged points as alarms: every one in exactly one event, each with its columns.
+    alarms = json.loads(run_aemon("events", "--batch", str(incidents.id), "-f", "json", env=cli_env).stdout)
+    assert alarms and sum(a["points"] for a in alarms) == incidents.n_flagged
+    assert all(a["start"] <= a["end"] and abs(sum(a["contributions"].values()) - 1) < 0.01 for a in alarms)
+    assert "Alarms" in run_aemon("events", env=cli_env).stdout
 
     fb = run_aemon(
         "feedback", str(top[0]["id"]), "--verdict", "false_positive", "--note", "maintenance", env=cli_env
