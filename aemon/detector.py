@@ -51,6 +51,26 @@ UNSEEN_HELD_OUT_RATIO = 10.0
 LATENT_SAMPLE = 2_000  # records whose latent codes a score keeps for the drift profile
 
 
+DAILY_SPREAD_HOURS = 1.0  # excursions starting within this of one time of day recur daily
+
+
+def _daily_hours(stamps: np.ndarray, spans: np.ndarray) -> str | None:
+    """'HH:MM-HH:MM' when two or more excursions, on different days, start within
+    DAILY_SPREAD_HOURS of one time of day (a nightly batch), else None."""
+    starts = pd.DatetimeIndex([pd.Timestamp(stamps[a]) for a, _ in spans])
+    ends = pd.DatetimeIndex([pd.Timestamp(stamps[b]) for _, b in spans])
+    if len(starts) < 2 or starts.normalize().nunique() < len(starts):
+        return None
+    hours = (starts.hour + starts.minute / 60).to_numpy()
+    # On the circle of the day: the spread around the circular mean.
+    angle = hours / 24 * 2 * np.pi
+    mean = np.arctan2(np.sin(angle).mean(), np.cos(angle).mean())
+    spread = np.abs((angle - mean + np.pi) % (2 * np.pi) - np.pi) / (2 * np.pi) * 24
+    if spread.max() > DAILY_SPREAD_HOURS:
+        return None
+    return f"{min(starts.time).strftime('%H:%M')}-{max(ends.time).strftime('%H:%M')}"
+
+
 class Detector:
     """An autoencoder anomaly detector for time series or images with a calibrated threshold.
 
@@ -352,14 +372,20 @@ class Detector:
         when = [f"{pd.Timestamp(stamps[a])} to {pd.Timestamp(stamps[b])}" for a, b in spans]
         thr.params["reference_outliers"] = when
         thr.params["threshold_without_outliers"] = lowest
+        daily = _daily_hours(stamps, spans)
         log.warning(
             "the held-out reference holds %d excursion(s) far above the rest (%s): they hold the "
-            "threshold at %.4g instead of %.4g. If they were incidents, mark them with labels= "
-            "(CLI: --labels) or cut them from the reference, and train again",
+            "threshold at %.4g instead of %.4g. %s",
             len(spans),
             "; ".join(when),
             thr.value,
             lowest,
+            f"They come at the same time each day ({daily}): if that is a scheduled job, it is "
+            "normal and the threshold must allow it; if they were incidents, mark them with "
+            "labels= (CLI: --labels) and train again"
+            if daily
+            else "If they were incidents, mark them with labels= (CLI: --labels) or cut them from "
+            "the reference, and train again",
         )
         return True
 

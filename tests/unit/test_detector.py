@@ -315,3 +315,15 @@ def test_a_column_far_outside_its_training_range_carries_its_own_event() -> None
     assert contributions["flat_1"] > 0.9
     # The event stays near the rows that moved: the other columns' reconstructions are intact.
     assert hit.iloc[0].start_index >= 400 - 8 and hit.iloc[0].end_index <= 459 + 8
+
+
+def test_excursions_at_one_time_each_day_are_named_as_daily() -> None:
+    from aemon.detector import _daily_hours
+
+    stamps = pd.date_range("2026-03-18", periods=3 * 1440, freq="min").to_numpy()
+    nightly = np.array([[92, 166], [1440 + 78, 1440 + 171], [2880 + 77, 2880 + 170]])
+    assert _daily_hours(stamps, nightly) == "01:17-02:51"
+    assert _daily_hours(stamps, np.array([[92, 166], [1440 + 600, 1440 + 700]])) is None  # 01:32, 11:00
+    assert _daily_hours(stamps, nightly[:1]) is None  # one is not a habit
+    assert _daily_hours(stamps, np.array([[92, 100], [200, 210]])) is None  # the same day twice
+    assert _daily_hours(stamps, np.array([[1430, 1450], [2870, 2890]])) == "23:50-00:10"  # midnight
