@@ -116,15 +116,21 @@ class SeriesModality(Modality):
         stamps = series.timestamps[cal] if series.timestamps is not None else None
         # A cycle longer than the window (calendar inputs) also weighs errors by phase.
         cycle = series.timestamps[:n_train] if series.timestamps is not None and det.calendar_ else None
+        seen = z[:n_train, :n_columns]  # the inputs are clipped to their training range
+        cal_err = _errors(det, [z[cal]], (seen.min(axis=0), seen.max(axis=0)))
+        normal = slice(None) if y is None else ~y[cal]  # labelled anomalies are not usual errors
         det.series_scoring_ = fit_series_scoring(
             train_err,
             smoothing,
             root=det.loss == "mse",
             timestamps=cycle,
             period=min(det.calendar_) if cycle is not None else None,
-            values=z[:n_train, :n_columns],
+            values=seen,
+            held_out_errors=cal_err[normal],
+            held_out_timestamps=stamps[normal] if cycle is not None and stamps is not None else None,
         )
-        cal_err = _errors(det, [z[cal]], det.series_scoring_.input_limits)
+        if det.series_scoring_.input_limits is None:  # too few rows to judge a range: unclipped
+            cal_err = _errors(det, [z[cal]])
         cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, z[cal, :n_columns])
         cal_labels = y[cal] if y is not None else None
         training = None

@@ -304,3 +304,15 @@ def test_inputs_are_clipped_to_the_limits_and_errors_taken_against_the_values() 
     # Unclipped, the outlier moves column 0's errors too; rows no window shares with it agree.
     assert np.abs(clipped_errors[:, 0] - unclipped[:, 0]).max() > 0
     np.testing.assert_allclose(clipped_errors[:22], unclipped[:22], rtol=1e-5)  # no window reaches row 30
+
+
+def test_a_column_that_errs_routinely_on_held_out_data_counts_no_more_than_it_usually_errs_there() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.exponential(1.0, size=(5_000, 3))
+    held = rng.exponential(1.0, size=(1_000, 3))
+    held[:, 2] *= 40.0  # a column that crept where training never saw it: large errors, routinely
+    plain = fit_series_scoring(train, smoothing=1)
+    scoring = fit_series_scoring(train, smoothing=1, held_out_errors=held)
+    assert scoring.column_scale[:2] == plain.column_scale[:2]  # usual columns: unchanged
+    assert scoring.column_scale[2] == pytest.approx(np.quantile(held[:, 2], 0.9))
+    assert scoring.column_scale[2] > 5 * plain.column_scale[2]
