@@ -146,7 +146,11 @@ def evaluate_holdout(detector: Detector, holdout: Reference | None) -> dict[str,
     """Metrics on the held-out data: FPR, and AUROC/AUPRC/F1 when it has labelled anomalies."""
     if holdout is None:
         return {}
-    return evaluate_detector(detector, holdout.data, holdout.labels)
+    metrics = evaluate_detector(detector, holdout.data, holdout.labels)
+    check = drift.check_holdout(detector, metrics)
+    if check is not None and check.broken:
+        logger().warning("%s", check.message)
+    return metrics
 
 
 @task(cache_policy=NO_CACHE)

@@ -17,7 +17,13 @@ raises more alarms than it was calibrated for.
 
 from aemon.drift.plots import plot_batch
 from aemon.drift.profiles import batch_profile, load_profile, reference_profile, save_profile
-from aemon.drift.rates import FlagRateCheck, check_flag_rate, event_rate_check, flag_rate_check
+from aemon.drift.rates import (
+    FlagRateCheck,
+    check_flag_rate,
+    check_holdout,
+    event_rate_check,
+    flag_rate_check,
+)
 from aemon.drift.report import DriftResult, drift_report, monitor_batch
 from aemon.drift.verdict import CALIBRATION_KEY, drift_verdict
 from aemon.modalities.images import IMAGE_STATS
@@ -29,6 +35,7 @@ __all__ = [
     "FlagRateCheck",
     "batch_profile",
     "check_flag_rate",
+    "check_holdout",
     "drift_report",
     "drift_verdict",
     "event_rate_check",

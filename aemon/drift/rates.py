@@ -5,6 +5,7 @@ rate against a false-alarm budget."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -165,6 +166,33 @@ def check_flag_rate(detector: Detector, result: ScoreResult, *, alpha: float = 0
     if promise is None:
         return None
     return flag_rate_check(result.n_flagged, result.n_records, promise, alpha=alpha, block_size=block)
+
+
+def check_holdout(detector: Detector, metrics: Mapping[str, float]) -> FlagRateCheck | None:
+    """The held-out end of a reference (`evaluate_detector`'s `metrics`) against the pointwise
+    `target_fpr` an event threshold keeps; None without an event budget or normal points. A
+    first version is promoted whatever it shows, so training says it: broken, the reference's
+    last days are unlike what the model was fitted on, and alarms on new data will run long.
+    """
+    if detector.adapter_.event_budget(detector) is None or "fpr" not in metrics:
+        return None
+    n_normal = int(metrics.get("n_normal", 0))
+    check = flag_rate_check(
+        min(n_normal, round(metrics["fpr"] * n_normal)),
+        n_normal,
+        detector.target_fpr,
+        block_size=detector.adapter_.block_size(detector.window),
+    )
+    if not check.broken:
+        return check
+    return replace(
+        check,
+        message=f"the held-out end of the reference flags {100 * check.observed_rate:.1f} % of its "
+        f"points, where normal data flags at most {100 * check.promised_rate:.1f} % "
+        f"(p = {check.p_value:.2g}): "
+        "its last days are unlike what the model was fitted on (a column that creeps, a new level?), "
+        "so alarms on new data may run long; a reference that covers such days helps",
+    )
 
 
 def _long_alarms(points: FlagRateCheck, result: ScoreResult) -> str:

@@ -27,6 +27,7 @@ from aemon.drift import (
     DriftResult,
     batch_profile,
     check_flag_rate,
+    check_holdout,
     drift_report,
     drift_verdict,
     event_rate_check,
@@ -363,6 +364,20 @@ def test_flag_rate_check_fires_on_a_broken_model(
     assert check is not None and check.broken
     assert check.observed_rate > 0.3 and check.promised_rate == 0.01
     assert check.message.startswith("this model flags ") and "where it promised 1.0 %" in check.message
+
+
+def test_a_held_out_end_that_flags_far_more_than_normal_is_named(
+    series_detector: Detector, clean_series: pd.DataFrame
+) -> None:
+    from aemon.evaluation import evaluate_detector
+
+    clean = check_holdout(series_detector, evaluate_detector(series_detector, clean_series))
+    assert clean is not None and not clean.broken, clean.message
+    column = next(c for c in clean_series.columns if c != "timestamp")
+    moved = clean_series.assign(**{column: clean_series[column] + 8 * clean_series[column].std()})
+    check = check_holdout(series_detector, evaluate_detector(series_detector, moved))
+    assert check is not None and check.broken
+    assert check.message.startswith("the held-out end of the reference flags ")
 
 
 @pytest.mark.parametrize(
