@@ -191,6 +191,13 @@ def parse_rate(text: str) -> tuple[float, pd.Timedelta]:
     return count, period
 
 
+def allowed_events(duration: pd.Timedelta, budget: str) -> float:
+    """How many events `budget` allows over `duration` (fractional: a span of 13.99 days at
+    1/week allows 1.998, so one event)."""
+    count, period = parse_rate(budget)
+    return count * (duration / period)
+
+
 # An event reaches out to where its score falls back below this share of the way from the
 # median score to the threshold (hysteresis). NAB, 3 seeds: mean overlap F1 0.622 -> 0.629,
 # NAB score 47.7 -> 48.3, no seed or category lower (0.75: 0.623, 48.2; 0.25: 0.629, 49.1).
@@ -310,7 +317,7 @@ def calibrate_event_budget(
     below the median score, nor below `floor` (e.g. a pointwise threshold).
     """
     count, period = parse_rate(budget)
-    allowed = count * (duration / period)
+    allowed = allowed_events(duration, budget)
     scores = np.asarray(scores, dtype=np.float64)
     lowest = float(np.median(scores)) if floor is None else max(float(np.median(scores)), floor)
     order = np.argsort(-scores, kind="stable")

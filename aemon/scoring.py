@@ -334,6 +334,14 @@ class SeriesScoring:
         return np.where(floor > 0, np.clip(halvings, 0.0, STILL_CAP), 0.0)
 
 
+def input_range(values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each column's range over the training rows' standardized `values`, which the model's
+    inputs are clipped to (see SeriesScoring); None when there are too few rows to judge."""
+    if values is None or len(values) < 4 * STILL_POINTS:
+        return None
+    return np.min(values, axis=0), np.max(values, axis=0)
+
+
 def fit_series_scoring(
     reference_errors: np.ndarray,
     smoothing: int,
@@ -369,7 +377,8 @@ def fit_series_scoring(
         if factors and held_out_timestamps is not None and period:
             held = held / np.asarray(factors)[phase_bins(held_out_timestamps, period, PHASE_BINS)]
         scale = np.maximum(scale, np.quantile(held, HELD_OUT_QUANTILE, axis=0))
-    judged = values if values is not None and len(values) >= 4 * STILL_POINTS else None
+    limits = input_range(values)
+    judged = values if limits is not None else None
     stillest = None if judged is None else np.quantile(movement(judged), STILL_QUANTILE, axis=0)
     if stillest is not None:
         stepping = stillest <= STILL_MIN_FLOOR
@@ -379,7 +388,7 @@ def fit_series_scoring(
     scale = np.maximum(scale, max(lowest, 1e-12))
     phase_period = float(period) if factors and period else 0.0
     scoring = SeriesScoring(tuple(scale.tolist()), max(1, int(smoothing)), root, phase_period, factors)
-    if judged is None or stillest is None:
+    if limits is None or stillest is None:
         return scoring
     still_floor = np.where(stillest > STILL_MIN_FLOOR, stillest, 0.0)
     plain = series_point_scores(reference_errors, scoring, timestamps)[0]
@@ -388,8 +397,8 @@ def fit_series_scoring(
         scoring,
         still_floor=tuple(still_floor.tolist()),
         still_unit=unit,
-        input_low=tuple(np.min(judged, axis=0).tolist()),
-        input_high=tuple(np.max(judged, axis=0).tolist()),
+        input_low=tuple(limits[0].tolist()),
+        input_high=tuple(limits[1].tolist()),
     )
 
 

@@ -569,6 +569,22 @@ def _finite_or_null(value: Any) -> Any:
     return value
 
 
+def _write_records(records: list[dict[str, Any]], format: OutputFormat, *, first: str, nested: str) -> None:
+    """Records to stdout as strict JSON (infinite or NaN floats as null) or CSV (the `nested`
+    dict column as JSON text; an empty list still writes the `first` column's header)."""
+    import json
+
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps(_finite_or_null(records), indent=1, allow_nan=False) + "\n")
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame(records, columns=list(records[0]) if records else [first])
+    if nested in frame:
+        frame[nested] = frame[nested].map(json.dumps)
+    frame.to_csv(sys.stdout, index=False)
+
+
 @app.command()
 @friendly_errors
 def anomalies(
@@ -583,7 +599,6 @@ def anomalies(
     JSON output is strict JSON: a score, threshold or p-value that is infinite or NaN (an
     extreme input value) is written as null. CSV writes such values as inf / nan.
     """
-    import json
 
     from aemon.store import AnomalyStore
 
@@ -600,15 +615,7 @@ def anomalies(
         }
         for r in rows
     ]
-    if format is OutputFormat.json:
-        sys.stdout.write(json.dumps(_finite_or_null(records), indent=1, allow_nan=False) + "\n")
-    else:
-        import pandas as pd
-
-        frame = pd.DataFrame(records, columns=list(records[0]) if records else ["id"])
-        if "details" in frame:
-            frame["details"] = frame["details"].map(json.dumps)
-        frame.to_csv(sys.stdout, index=False)
+    _write_records(records, format, first="id", nested="details")
 
 
 @app.command()
@@ -621,7 +628,6 @@ def events(
 ) -> None:
     """List the alarms (events) of series batches, newest batch first: start, end, flagged
     points, peak score and the columns that drove each."""
-    import json
 
     from aemon.store import AnomalyStore
     from aemon.ui.review import group_events
@@ -649,15 +655,7 @@ def events(
         }
         for b, e in found
     ]
-    if format is OutputFormat.json:
-        sys.stdout.write(json.dumps(_finite_or_null(records), indent=1, allow_nan=False) + "\n")
-    else:
-        import pandas as pd
-
-        frame = pd.DataFrame(records, columns=list(records[0]) if records else ["batch"])
-        if "contributions" in frame:
-            frame["contributions"] = frame["contributions"].map(json.dumps)
-        frame.to_csv(sys.stdout, index=False)
+    _write_records(records, format, first="batch", nested="contributions")
 
 
 @app.command()

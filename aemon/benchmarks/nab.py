@@ -37,11 +37,11 @@ from aemon.benchmarks.nab_metrics import (
     overlap_counts,
 )
 from aemon.calibration import (
+    allowed_events,
     calibrate_event_budget,
     conformal_quantile,
     extent_level,
     find_events,
-    parse_rate,
 )
 from aemon.errors import ConfigError, DataError
 
@@ -135,10 +135,9 @@ def budget_ceiling(outcomes: Sequence[SignalOutcome], budget: str) -> Counts:
     """The best counts any ranking could reach within the budget: each signal gets at most
     floor(budget x span) events (as `budget_events` counts them), each on its own window,
     none false."""
-    count, period = parse_rate(budget)
     total = Counts()
     for o in outcomes:
-        hits = min(int(np.floor(count * (o.duration / period))), len(o.windows))
+        hits = min(int(np.floor(allowed_events(o.duration, budget))), len(o.windows))
         total += Counts(hits, 0, len(o.windows) - hits)
     return total
 

@@ -54,7 +54,7 @@ class SeriesModality(Modality):
 
     def fit(self, det: Detector, data: Input, labels: Any, cfg: TrainConfig) -> None:
         # torch loads on first use, not on import: light commands and the ui stay fast.
-        from aemon.scoring import fit_series_scoring, series_point_scores
+        from aemon.scoring import fit_series_scoring, input_range, series_point_scores
         from aemon.training import train_autoencoder
 
         if isinstance(data, np.ndarray):
@@ -116,8 +116,8 @@ class SeriesModality(Modality):
         stamps = series.timestamps[cal] if series.timestamps is not None else None
         # A cycle longer than the window (calendar inputs) also weighs errors by phase.
         cycle = series.timestamps[:n_train] if series.timestamps is not None and det.calendar_ else None
-        seen = z[:n_train, :n_columns]  # the inputs are clipped to their training range
-        cal_err = _errors(det, [z[cal]], (seen.min(axis=0), seen.max(axis=0)))
+        seen = z[:n_train, :n_columns]
+        cal_err = _errors(det, [z[cal]], input_range(seen))  # inputs clipped as scoring clips them
         normal = slice(None) if y is None else ~y[cal]  # labelled anomalies are not usual errors
         det.series_scoring_ = fit_series_scoring(
             train_err,
@@ -129,8 +129,6 @@ class SeriesModality(Modality):
             held_out_errors=cal_err[normal],
             held_out_timestamps=stamps[normal] if cycle is not None and stamps is not None else None,
         )
-        if det.series_scoring_.input_limits is None:  # too few rows to judge a range: unclipped
-            cal_err = _errors(det, [z[cal]])
         cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, z[cal, :n_columns])
         cal_labels = y[cal] if y is not None else None
         training = None
