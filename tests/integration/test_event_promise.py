@@ -10,6 +10,9 @@ from scipy.stats import poisson
 from aemon import Detector
 from aemon.calibration import parse_rate
 from aemon.detector import DEFAULT_FALSE_ALARMS
+from aemon.drift import check_flag_rate, check_holdout
+from aemon.evaluation import evaluate_result
+from aemon.results import ScoreResult
 from aemon.synthetic import make_series
 
 SEEDS = range(6)
@@ -18,8 +21,9 @@ FRESH_ROWS = 8_064  # four weeks
 
 
 @pytest.fixture(scope="module")
-def false_events() -> list[tuple[int, float]]:
-    """Per seed: (events on fresh normal data, weeks scored), default detector (no options)."""
+def scored() -> list[tuple[Detector, ScoreResult, float]]:
+    """Per seed: the default detector (no options), its result on fresh normal data, and the
+    weeks scored."""
     out = []
     for seed in SEEDS:
         flat = 2 * (seed % 2)  # every other seed with two near-constant columns
@@ -30,8 +34,14 @@ def false_events() -> list[tuple[int, float]]:
         res = det.score(fresh)
         assert res.events is not None
         span = pd.Timedelta(fresh.timestamp.iloc[-1] - fresh.timestamp.iloc[0])
-        out.append((len(res.events), span / pd.Timedelta(weeks=1)))
+        out.append((det, res, span / pd.Timedelta(weeks=1)))
     return out
+
+
+@pytest.fixture(scope="module")
+def false_events(scored: list[tuple[Detector, ScoreResult, float]]) -> list[tuple[int, float]]:
+    """Per seed: (events on fresh normal data, weeks scored)."""
+    return [(len(res.events), weeks) for _, res, weeks in scored if res.events is not None]
 
 
 def test_false_events_stay_within_the_default_budget_across_seeds(
@@ -56,3 +66,16 @@ def test_each_model_keeps_its_promise_within_twice_the_budget(
     count, period = parse_rate(DEFAULT_FALSE_ALARMS)
     for n, weeks in false_events:
         assert n <= 2 * count * weeks * (pd.Timedelta(weeks=1) / period), false_events
+
+
+def test_normal_batches_break_no_promise_across_seeds(
+    scored: list[tuple[Detector, ScoreResult, float]],
+) -> None:
+    """The batch check (events per week, then the share of points flagged against target_fpr)
+    and the training check of a held-out end are tests at alpha = 0.001 each: on four weeks
+    of fresh normal data, none of the six default models may break either."""
+    for det, res, _ in scored:
+        batch = check_flag_rate(det, res)
+        assert batch is not None and not batch.broken, batch.message
+        held = check_holdout(det, evaluate_result(det, res, None))
+        assert held is not None and not held.broken, held.message
