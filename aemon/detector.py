@@ -293,7 +293,18 @@ class Detector:
         self._check_fitted()
         return adapter_for(self.modality_)
 
-    def _build(self, adapter: Modality, shape: tuple[int, ...], output: str) -> Autoencoder:
+    @property
+    def level_free_columns(self) -> tuple[str, ...]:
+        """Series columns whose level wandered on the held-out reference: the model sees them
+        without their level, so they alarm on their shape, slopes and steps, never on their
+        level alone (see `aemon.scoring.wandering_columns`)."""
+        self._check_fitted()
+        columns = getattr(getattr(self, "schema_", None), "columns", ())
+        return tuple(columns[i] for i in self.model_.spec.level_free)
+
+    def _build(
+        self, adapter: Modality, shape: tuple[int, ...], output: str, level_free: tuple[int, ...] = ()
+    ) -> Autoencoder:
         """The model for inputs of `shape` (called by the adapter's `fit`)."""
         spec = default_spec(
             adapter.default_arch if self.model == "auto" else self.model,
@@ -303,6 +314,7 @@ class Detector:
             tuple(self.hidden) if self.hidden is not None else None,
             variational=self.objective == "vae",
             output=output,
+            level_free=level_free,
         )
         return Autoencoder(spec)
 

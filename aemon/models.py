@@ -50,13 +50,21 @@ class ModelSpec:
     output: str = "identity"  # "identity" | "sigmoid"
     patch: int = 1  # sequence models: steps per LSTM step (a strided linear embedding)
     edge_gain: float = 1.0  # aer: weight of the edge predictions' errors (see _weigh_edges)
+    level_free: tuple[int, ...] = ()  # windowed: columns seen without their window's mean (_centre)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        return cls(**{**d, "input_shape": tuple(d["input_shape"]), "hidden": tuple(d["hidden"])})
+        return cls(
+            **{
+                **d,
+                "input_shape": tuple(d["input_shape"]),
+                "hidden": tuple(d["hidden"]),
+                "level_free": tuple(d.get("level_free", ())),
+            }
+        )
 
     @property
     def windowed(self) -> bool:
@@ -89,6 +97,7 @@ def default_spec(
     output: str = "identity",
     patch: int | None = None,
     edge_gain: float | None = None,
+    level_free: tuple[int, ...] = (),
 ) -> ModelSpec:
     """Sizes that work without tuning: a bottleneck of about 1/8 of the input (4..64; 16..64
     for the sequence models), LSTMs of 32 units (`aer`: 32 per direction)."""
@@ -118,7 +127,16 @@ def default_spec(
     if edge_gain <= 0 or (edge_gain != 1 and (arch != "aer" or output != "identity")):
         raise ConfigError("edge_gain must be > 0, and 1 unless the model is 'aer' with identity output")
     return ModelSpec(
-        arch, modality, tuple(input_shape), latent_dim, tuple(hidden), variational, output, patch, edge_gain
+        arch,
+        modality,
+        tuple(input_shape),
+        latent_dim,
+        tuple(hidden),
+        variational,
+        output,
+        patch,
+        edge_gain,
+        tuple(level_free),
     )
 
 
@@ -249,8 +267,18 @@ class Autoencoder(nn.Module):
                 y = y[..., : self.spec.input_shape[1], : self.spec.input_shape[2]]
         return torch.sigmoid(y) if self.spec.output == "sigmoid" else y
 
+    def _centre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The window less each level-free column's mean over it, and those means (batch, 1,
+        columns; zero elsewhere): the network sees such a column's shape, not its level."""
+        if not self.spec.level_free:
+            return x, None
+        cols = list(self.spec.level_free)
+        level = torch.zeros_like(x[:, :1])
+        level[..., cols] = x[..., cols].mean(dim=1, keepdim=True)
+        return x - level, level
+
     def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h = self.to_code(self.encoder(self._to_net(x)))
+        h = self.to_code(self.encoder(self._to_net(self._centre(x)[0])))
         if self.spec.variational:
             mu, logvar = h.chunk(2, dim=1)
             return mu, logvar.clamp(-10, 10)
@@ -269,6 +297,9 @@ class Autoencoder(nn.Module):
         if sample and logvar is not None:
             code = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         recon = self.decode(code)
+        level = self._centre(x)[1]
+        if level is not None:  # the level comes back as it went in: only the shape can err
+            recon = recon + level
         if self.spec.edge_gain != 1:
             recon = self._weigh_edges(recon, x)
         return AEOutput(recon, code, mu, logvar)

@@ -7,7 +7,7 @@ the per-pixel error map.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,7 +16,7 @@ import torch
 
 from aemon.errors import ConfigError
 from aemon.models import Autoencoder
-from aemon.standardize import epoch_seconds
+from aemon.standardize import Z_LIMIT, epoch_seconds
 from aemon.training import elementwise_loss
 
 DEFAULT_CHUNK = 16_384  # windows or images per forward pass
@@ -334,12 +334,18 @@ class SeriesScoring:
         return np.where(floor > 0, np.clip(halvings, 0.0, STILL_CAP), 0.0)
 
 
-def input_range(values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+def input_range(
+    values: np.ndarray | None, level_free: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Each column's range over the training rows' standardized `values`, which the model's
-    inputs are clipped to (see SeriesScoring); None when there are too few rows to judge."""
+    inputs are clipped to (see SeriesScoring); None when there are too few rows to judge.
+    A `level_free` column is not clipped: its level never reaches the network."""
     if values is None or len(values) < 4 * STILL_POINTS:
         return None
-    return np.min(values, axis=0), np.max(values, axis=0)
+    low, high = np.min(values, axis=0), np.max(values, axis=0)
+    free = list(level_free)
+    low[free], high[free] = -Z_LIMIT, Z_LIMIT
+    return low, high
 
 
 def fit_series_scoring(
@@ -353,6 +359,7 @@ def fit_series_scoring(
     values: np.ndarray | None = None,
     held_out_errors: np.ndarray | None = None,
     held_out_timestamps: np.ndarray | None = None,
+    level_free: Sequence[int] = (),
 ) -> SeriesScoring:
     """Column scales, and with a `period` (seconds) and the rows' `timestamps` the phase
     factors, and with the rows' standardized `values` the stepping columns and the stillness
@@ -377,7 +384,7 @@ def fit_series_scoring(
         if factors and held_out_timestamps is not None and period:
             held = held / np.asarray(factors)[phase_bins(held_out_timestamps, period, PHASE_BINS)]
         scale = np.maximum(scale, np.quantile(held, HELD_OUT_QUANTILE, axis=0))
-    limits = input_range(values)
+    limits = input_range(values, level_free)
     judged = values if limits is not None else None
     stillest = None if judged is None else np.quantile(movement(judged), STILL_QUANTILE, axis=0)
     if stillest is not None:
@@ -416,6 +423,24 @@ def fit_series_scoring(
 # 0.356 -> 0.360. On one column the scale only rescales every score: NAB and the web sets
 # cannot move.
 HELD_OUT_QUANTILE = 0.9
+
+
+def wandering_columns(
+    reference_errors: np.ndarray, held_out_errors: np.ndarray, quantile: float = 0.999, floor: float = 0.1
+) -> tuple[int, ...]:
+    """Columns whose errors on the held-out reference routinely pass their training extremes
+    (the HELD_OUT_QUANTILE of the held-out errors above the `quantile` of the training ones,
+    and above the `floor` of fit_series_scoring, so that a constant column's numerical noise
+    does not count): columns whose level wanders where training never saw it. The series
+    model then sees them without their level (ModelSpec.level_free); see LEVEL_FREE."""
+    if not len(held_out_errors) or not len(reference_errors):
+        return ()
+    held = np.quantile(np.asarray(held_out_errors, dtype=np.float64), HELD_OUT_QUANTILE, axis=0)
+    extreme = np.quantile(np.asarray(reference_errors, dtype=np.float64), quantile, axis=0)
+    positive = extreme[extreme > 0]
+    lowest = floor * float(np.median(positive)) if len(positive) else 0.0
+    return tuple(int(i) for i in np.flatnonzero(held > np.maximum(extreme, lowest)))
+
 
 STILL_POINTS = 8  # a column's movement: its mean absolute step over this many steps
 STILL_QUANTILE = 0.001  # its floor: the stillest 0.1 % of the training reference

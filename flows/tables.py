@@ -62,6 +62,8 @@ def version_summary(v: RegisteredVersion) -> Table:
         rows.append(("false-alarm budget", f"at most {v.false_alarms} on normal data"))
     if v.cycles:
         rows.append(("calendar inputs", "phase of the " + " and ".join(v.cycles)))
+    if v.level_free:
+        rows.append(("seen without their level", escape(", ".join(safe_text(c) for c in v.level_free))))
     labels = {
         "fpr": "held-out FPR",
         "auroc": "held-out AUROC",

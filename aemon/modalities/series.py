@@ -54,7 +54,7 @@ class SeriesModality(Modality):
 
     def fit(self, det: Detector, data: Input, labels: Any, cfg: TrainConfig) -> None:
         # torch loads on first use, not on import: light commands and the ui stay fast.
-        from aemon.scoring import fit_series_scoring, input_range, series_point_scores
+        from aemon.scoring import fit_series_scoring, input_range, series_point_scores, wandering_columns
         from aemon.training import train_autoencoder
 
         if isinstance(data, np.ndarray):
@@ -97,28 +97,39 @@ class SeriesModality(Modality):
                 val_w = val_w[~sliding_windows(y[n_train : n_train + n_val, None], w).any(axis=(1, 2))]
         output = "sigmoid" if det.loss == "bce" else "identity"
         n_inputs = len(schema.columns) + 2 * len(det.calendar_)
-        det.model_ = det._build(self, (w, n_inputs), output)
-        det.training_ = train_autoencoder(
-            det.model_,
-            train_w,
-            val_w,
-            cfg,
-            device=det.device_,
-            seed=det.seed,
-            progress=det.progress,
-        )
         cal = slice(n_train + n_val, n)
+        seen = z[:n_train, :n_columns]
+        normal = slice(None) if y is None else ~y[cal]  # labelled anomalies are not usual errors
+
+        def train(level_free: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+            """The model fitted; its per-point errors on the training and calibration parts."""
+            det.model_ = det._build(self, (w, n_inputs), output, level_free)
+            det.training_ = train_autoencoder(
+                det.model_, train_w, val_w, cfg, device=det.device_, seed=det.seed, progress=det.progress
+            )
+            # The calibration inputs are clipped as scoring clips them.
+            return _errors(det, [z[:n_train]]), _errors(det, [z[cal]], input_range(seen, level_free))
+
+        train_err, cal_err = train(())
+        # A univariate series keeps its level: it is all the model sees (NAB's AWS signals whose
+        # level shifts in their last third: 12 -> 11 of 30 windows found without it).
+        judged = output == "identity" and n_columns > 1
+        wandering = wandering_columns(train_err, cal_err[normal]) if judged else ()
+        if wandering:
+            names = [schema.columns[i] for i in wandering]
+            log.warning(
+                "columns %s wander beyond their training level on the held-out reference: the "
+                "model sees them without their level (their shape, slopes and steps still count)",
+                names,
+            )
+            train_err, cal_err = train(wandering)
         # Column scales from the training part, so the threshold is calibrated on errors
         # the scales never saw. (The training rows lie within the input limits fitted on them.)
-        train_err = _errors(det, [z[:n_train]])
         smoothing = det.smoothing if det.smoothing is not None else max(1, w // 4)
         # Squared errors are rooted before smoothing (see SeriesScoring.root).
         stamps = series.timestamps[cal] if series.timestamps is not None else None
         # A cycle longer than the window (calendar inputs) also weighs errors by phase.
         cycle = series.timestamps[:n_train] if series.timestamps is not None and det.calendar_ else None
-        seen = z[:n_train, :n_columns]
-        cal_err = _errors(det, [z[cal]], input_range(seen))  # inputs clipped as scoring clips them
-        normal = slice(None) if y is None else ~y[cal]  # labelled anomalies are not usual errors
         det.series_scoring_ = fit_series_scoring(
             train_err,
             smoothing,
@@ -128,6 +139,7 @@ class SeriesModality(Modality):
             values=seen,
             held_out_errors=cal_err[normal],
             held_out_timestamps=stamps[normal] if cycle is not None and stamps is not None else None,
+            level_free=wandering,
         )
         cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, z[cal, :n_columns])
         cal_labels = y[cal] if y is not None else None

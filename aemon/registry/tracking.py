@@ -87,6 +87,7 @@ class RegisteredVersion:
     tracking_uri: str = ""
     false_alarms: str | None = None  # the false-alarm budget promised (series events), if any
     cycles: tuple[str, ...] = ()  # series: the calendar cycles given to the model ("day", "week")
+    level_free: tuple[str, ...] = ()  # series: columns the model sees without their level
 
     @property
     def uri(self) -> str:
@@ -334,6 +335,7 @@ def register_detector(
         tracking_uri=uri,
         false_alarms=detector.adapter_.event_budget(detector),
         cycles=tuple(SEASON_NAMES.get(p, f"{p:g} s") for p in getattr(detector, "calendar_", ())),
+        level_free=detector.level_free_columns,
     )
 
 

@@ -20,6 +20,7 @@ from aemon.config import HOLDOUT_FRACTION
 root = Path(sys.argv[1])
 seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 total = np.zeros(3, int)
+total_short = 0  # incidents found by alarms of at most 24 h
 for folder in sorted(p for p in root.iterdir() if p.is_dir()):
     ref = pd.read_csv(folder / "reference.csv", parse_dates=["timestamp"])
     test = pd.read_csv(folder / "test.csv", parse_dates=["timestamp"])
@@ -38,9 +39,11 @@ for folder in sorted(p for p in root.iterdir() if p.is_dir()):
     events = list(zip(res.events.start_index, res.events.end_index, strict=True))
     found = [any(a <= e1 and e0 <= b for e0, e1 in events) for a, b, _ in incidents]
     fp = sum(not any(a <= e1 and e0 <= b for a, b, _ in incidents) for e0, e1 in events)
+    step_h = (stamps[1] - stamps[0]) / np.timedelta64(1, "h")
+    short = [(e0, e1) for e0, e1 in events if (e1 - e0 + 1) * step_h <= 24]
+    total_short += sum(any(a <= e1 and e0 <= b for e0, e1 in short) for a, b, _ in incidents)
     counts = (sum(found), fp, len(incidents) - sum(found))
     total += counts
-    step_h = (stamps[1] - stamps[0]) / np.timedelta64(1, "h")
     longest = max((e1 - e0 + 1 for e0, e1 in events), default=0) * step_h
     print(
         f"{folder.name:14s} threshold {det.threshold_:.4g}  TP/FP/FN {'/'.join(map(str, counts))}  "
@@ -50,4 +53,7 @@ for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         flush=True,
     )
 tp, fp, fn = total
-print(f"all: TP/FP/FN {tp}/{fp}/{fn}, event F1 {2 * tp / (2 * tp + fp + fn):.3f}")
+print(
+    f"all: TP/FP/FN {tp}/{fp}/{fn}, event F1 {2 * tp / (2 * tp + fp + fn):.3f}; "
+    f"{total_short} of {tp + fn} found by alarms of at most 24 h"
+)

@@ -194,7 +194,9 @@ def test_a_held_out_end_unlike_training_is_named_at_fit(
 ) -> None:
     # A trend through the last fifth (the calibration part): 0 to 12 standard deviations. Not a
     # few excursions (those get their own warning) but days whose range training never saw.
-    trended = series.copy()
+    # One column: a univariate series keeps its level (several columns: see the creeping test).
+    single = series[["timestamp", "metric_0"]]
+    trended = single.copy()
     k = int(len(series) * 0.2)
     trended.loc[len(series) - k :, "metric_0"] += np.linspace(0, 12, k) * series["metric_0"].std()
     with caplog.at_level("WARNING", logger="aemon.detector"):
@@ -204,7 +206,45 @@ def test_a_held_out_end_unlike_training_is_named_at_fit(
     assert "the held-out end of the reference scores far above its training part" in caplog.text
     assert f"{det.threshold_:.4g}" in caplog.text
     # The untouched series: the two parts agree (the same budget, 1.6x), and nothing is said.
-    assert fitted.threshold_ < 10 * fitted.threshold_info_.params["training_span_threshold"]
+    for plain in (fitted, Detector(window=16, **FAST).fit(single)):
+        assert plain.threshold_ < 10 * plain.threshold_info_.params["training_span_threshold"]
+
+
+def _creeping(n: int, start: pd.Timestamp, day0: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Load with a daily cycle, latency following it, and disk used creeping 0.8 points a day."""
+    days = day0 + np.arange(n) / 288.0  # 5-minute steps
+    load = 1 + 0.5 * np.sin(2 * np.pi * days) + rng.normal(0, 0.05, n)
+    return pd.DataFrame(
+        {
+            "timestamp": pd.date_range(start, periods=n, freq="5min"),
+            "load": load,
+            "latency": 20 + 10 * load + rng.normal(0, 0.5, n),
+            "disk": 40 + 0.8 * days + 0.3 * np.sin(2 * np.pi * days) + rng.normal(0, 0.02, n),
+        }
+    )
+
+
+def test_a_creeping_column_is_seen_without_its_level_and_alarms_on_its_slope_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(0)
+    reference = _creeping(3_000, pd.Timestamp("2026-01-01"), 0.0, rng)
+    later = _creeping(2_000, reference["timestamp"].iloc[-1] + pd.Timedelta("5min"), 3_000 / 288, rng)
+    later.loc[1_000:1_035, "disk"] += np.linspace(0, 2.0, 36)  # runaway logs: 3 h, 25x the creep
+    later.loc[1_036:, "disk"] += 2.0  # and they stay
+    args = {"window": 32, "epochs": 8, "progress": False, "samples_per_epoch": 2048}
+    det = Detector(**args).fit(reference)
+    assert det.level_free_columns == ("disk",)
+    res = det.score(later)
+    spans = list(zip(res.events.start_index, res.events.end_index, strict=True))
+    assert any(a <= 1_035 and b >= 1_000 for a, b in spans), spans  # the ramp is found
+    assert res.is_anomaly.mean() < 0.05  # the creep itself is not an incident
+    assert max(b - a + 1 for a, b in spans) <= 288  # no alarm of a day or more
+    # Modelled with its level, the same column alarms for most of the week it creeps on.
+    monkeypatch.setattr("aemon.scoring.wandering_columns", lambda *a, **k: ())
+    levelled = Detector(**args).fit(reference)
+    assert levelled.level_free_columns == ()
+    assert levelled.score(later).is_anomaly.mean() > 0.3
 
 
 def test_bare_arrays_are_scored_by_column_order(fitted: Detector, series: pd.DataFrame) -> None:
@@ -236,7 +276,8 @@ def test_daily_cycles_longer_than_the_window_become_calendar_inputs(
 
 
 def test_false_alarm_budget_never_goes_below_the_pointwise_promise(series: pd.DataFrame) -> None:
-    pointwise = Detector(window=16, **FAST).fit(series)
+    pointwise = Detector(window=16, false_alarms=None, **FAST).fit(series)
+    assert pointwise.threshold_info_.method == "quantile"
     # a huge gap merges every flag into one event: the budget alone would allow any threshold
     budget = Detector(window=16, false_alarms="1/day", event_gap=10_000, **FAST).fit(series)
     assert budget.threshold_info_.method == "event_budget"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aemon import ConfigError
-from aemon.models import Autoencoder, default_spec
+from aemon.models import Autoencoder, ModelSpec, default_spec
 from aemon.training import TrainConfig, corrupt, objective_loss, resolve_device, train_autoencoder
 
 SHAPES = {"timeseries": (24, 2), "image": (1, 10, 9)}
@@ -23,6 +23,26 @@ def test_reconstruction_has_the_input_shape(arch: str, modality: str, variationa
     assert out.recon.shape == x.shape and out.mu.shape == (3, 4)
     assert (out.logvar is not None) == variational
     assert model.encode(x).shape == (3, 4)
+
+
+@pytest.mark.parametrize("arch", ["dense", "conv", "lstm", "aer"])
+def test_a_level_free_column_errs_the_same_at_any_level(arch: str) -> None:
+    spec = default_spec(arch, "timeseries", (32, 3), latent_dim=4, level_free=(1,))
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    model = Autoencoder(spec).eval()
+    x = torch.randn(5, 32, 3)
+    shifted = x.clone()
+    shifted[..., 1] += 40.0  # the wandering column far from where it was
+    with torch.inference_mode():
+        a, b = model(x).recon, model(shifted).recon
+        np.testing.assert_allclose((b - shifted).numpy(), (a - x).numpy(), atol=1e-4)
+        np.testing.assert_allclose(model.encode(shifted).numpy(), model.encode(x).numpy(), atol=1e-5)
+        other = x.clone()
+        other[..., 0] += 40.0  # a column with its level: the network sees it
+        assert not torch.allclose(model(other).recon[..., 1], a[..., 1], atol=1e-3)
+    # Manifests written before level_free load as before.
+    saved = {k: v for k, v in spec.to_dict().items() if k != "level_free"}
+    assert ModelSpec.from_dict(saved).level_free == ()
 
 
 @pytest.mark.parametrize("objective", ["undercomplete", "denoising", "sparse", "contractive", "vae"])

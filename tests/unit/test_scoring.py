@@ -22,6 +22,7 @@ from aemon.scoring import (
     score_images,
     score_windows,
     series_point_scores,
+    wandering_columns,
 )
 from aemon.training import elementwise_loss
 
@@ -316,3 +317,17 @@ def test_a_column_that_errs_routinely_on_held_out_data_counts_no_more_than_it_us
     assert scoring.column_scale[:2] == plain.column_scale[:2]  # usual columns: unchanged
     assert scoring.column_scale[2] == pytest.approx(np.quantile(held[:, 2], 0.9))
     assert scoring.column_scale[2] > 5 * plain.column_scale[2]
+
+
+def test_the_columns_that_wander_are_those_whose_held_out_errors_pass_their_training_extremes() -> None:
+    rng = np.random.default_rng(1)
+    train = rng.exponential(1.0, size=(5_000, 4))
+    train[:, 3] *= 1e-9  # a constant column: its errors are the model's numerical noise
+    held = rng.exponential(1.0, size=(1_000, 4))
+    held[:, 3] *= 1e-6  # a thousand times its training noise, still nothing
+    assert wandering_columns(train, held) == ()
+    held[:, 2] += 10.0  # routinely beyond the training 99.9th percentile (about 6.9)
+    assert wandering_columns(train, held) == (2,)
+    held[:, 1] *= 1.5  # errs more, but its 90th percentile stays within the training extremes
+    assert wandering_columns(train, held) == (2,)
+    assert wandering_columns(train, held[:0]) == ()
