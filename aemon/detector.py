@@ -299,8 +299,7 @@ class Detector:
         without their level, so they alarm on their shape, slopes and steps, never on their
         level alone (see `aemon.scoring.wandering_columns`)."""
         self._check_fitted()
-        columns = getattr(getattr(self, "schema_", None), "columns", ())
-        return tuple(columns[i] for i in self.model_.spec.level_free)
+        return tuple(self.schema_.columns[i] for i in self.model_.spec.level_free)
 
     def _build(
         self, adapter: Modality, shape: tuple[int, ...], output: str, level_free: tuple[int, ...] = ()

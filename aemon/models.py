@@ -278,7 +278,10 @@ class Autoencoder(nn.Module):
         return x - level, level
 
     def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h = self.to_code(self.encoder(self._to_net(self._centre(x)[0])))
+        return self._code_stats(self._centre(x)[0])
+
+    def _code_stats(self, centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.to_code(self.encoder(self._to_net(centred)))
         if self.spec.variational:
             mu, logvar = h.chunk(2, dim=1)
             return mu, logvar.clamp(-10, 10)
@@ -292,12 +295,12 @@ class Autoencoder(nn.Module):
         return self._from_net(self.decoder(self.from_code(code)))
 
     def forward(self, x: torch.Tensor, sample: bool = False) -> AEOutput:
-        mu, logvar = self.encode_stats(x)
+        centred, level = self._centre(x)
+        mu, logvar = self._code_stats(centred)
         code = mu
         if sample and logvar is not None:
             code = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         recon = self.decode(code)
-        level = self._centre(x)[1]
         if level is not None:  # the level comes back as it went in: only the shape can err
             recon = recon + level
         if self.spec.edge_gain != 1:
