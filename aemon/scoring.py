@@ -435,9 +435,9 @@ def wandering_columns(
     model then sees them without their level (ModelSpec.level_free).
 
     Measured on 2026-12-05 through `aemon train`'s split, against the same code without it: a
-    newcomer's ops sets, the creeping disks' longest alarms 47 h and 223 h (25 % and 55 % of
-    rows flagged) -> 4.8 h and 24.8 h (7 % and 10 %), 38 -> 43 of 63 incidents found by alarms
-    of at most 24 h; the realistic suite's server-3 6/1/5 -> 2/0/9 (a deploy in its held-out
+    newcomer's ops sets, the creeping disks' longest alarms 47 h and 231 h (25 % and 68 % of
+    rows flagged) -> 4.8 h and 27.4 h (7 % and 16.5 %), 35 -> 43 of 63 incidents found by
+    alarms of at most 24 h; the realistic suite's server-3 6/1/5 -> 2/0/9 (a deploy in its held-out
     days drops memory 9 points at once: an excursion to the level-free model)."""
     if not len(held_out_errors) or not len(reference_errors):
         return ()
