@@ -36,13 +36,16 @@ def make_series(
     seed: int = 0,
     period: int = 288,
     flat_columns: int = 0,
+    creeping_columns: int = 0,
 ) -> tuple[pd.DataFrame, np.ndarray, list[Incident]]:
     """A normal seasonal series, with `incidents` (kinds from INCIDENT_KINDS) injected at
     evenly spread positions in its second half. Returns (frame, point labels, incidents).
 
     `flat_columns` adds near-constant columns `flat_<i>` as server metrics have them (a
     configured limit, a count of processes): an integer level that steps by one a few times,
-    never part of an incident."""
+    never part of an incident. `creeping_columns` adds columns `creep_<i>` that climb steadily
+    (disk used, a slow leak: 0.8 per day since 2026-01-01, so a later series goes on from a
+    level its reference never reached), with a small daily wiggle."""
     rng = np.random.default_rng(seed)
     t = np.arange(n)
     base = np.sin(2 * np.pi * t / period)
@@ -89,13 +92,25 @@ def make_series(
             found.append(Incident(kind, int(at), int(end), (cols[j],)))
     stamps = pd.date_range(start, periods=n, freq=freq)
     frame = pd.DataFrame({"timestamp": stamps, **{c: values[:, i] for i, c in enumerate(cols)}})
-    for i in range(flat_columns):
+    _add_server_columns(frame, rng, since, period, flat_columns, creeping_columns)
+    return frame, labels, found
+
+
+def _add_server_columns(
+    frame: pd.DataFrame, rng: np.random.Generator, since: int, period: int, flat: int, creeping: int
+) -> None:
+    """make_series's near-constant and creeping columns (see its docstring), added in place."""
+    n = len(frame)
+    for i in range(flat):
         level = np.full(n, 8.0 + 4 * i)
         if i % 2:  # every other one steps up and back down by one a few times
             for at in rng.choice(n, 3, replace=False):
                 level[at : at + int(rng.integers(10, period))] += 1
         frame[f"flat_{i}"] = level
-    return frame, labels, found
+    days = ((frame["timestamp"] - pd.Timestamp("2026-01-01")) / pd.Timedelta(days=1)).to_numpy()
+    daily = 0.3 * np.sin(2 * np.pi * (np.arange(n) + since) / period)
+    for i in range(creeping):
+        frame[f"creep_{i}"] = 40 + 10 * i + 0.8 * days + daily + 0.02 * rng.standard_normal(n)
 
 
 def make_images(
