@@ -114,7 +114,16 @@ class SeriesModality(Modality):
         # A univariate series keeps its level: it is all the model sees (NAB's AWS signals whose
         # level shifts in their last third: 12 -> 11 of 30 windows found without it).
         judged = output == "identity" and n_columns > 1
-        wandering = wandering_columns(train_err, cal_err[normal]) if judged else ()
+        wandering = (
+            wandering_columns(
+                train_err,
+                cal_err[normal],
+                reference_values=seen,
+                held_out_values=z[cal, :n_columns][normal],
+            )
+            if judged
+            else ()
+        )
         if wandering:
             names = [schema.columns[i] for i in wandering]
             log.warning(

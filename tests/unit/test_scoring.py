@@ -319,7 +319,7 @@ def test_a_column_that_errs_routinely_on_held_out_data_counts_no_more_than_it_us
     assert scoring.column_scale[2] > 5 * plain.column_scale[2]
 
 
-def test_the_columns_that_wander_are_those_whose_held_out_errors_pass_their_training_extremes() -> None:
+def test_a_column_wanders_when_its_held_out_errors_and_values_pass_its_training_extremes() -> None:
     rng = np.random.default_rng(1)
     train = rng.exponential(1.0, size=(5_000, 4))
     train[:, 3] *= 1e-9  # a constant column: its errors are the model's numerical noise
@@ -331,3 +331,14 @@ def test_the_columns_that_wander_are_those_whose_held_out_errors_pass_their_trai
     held[:, 1] *= 1.5  # errs more, but its 90th percentile stays within the training extremes
     assert wandering_columns(train, held) == (2,)
     assert wandering_columns(train, held[:0]) == ()
+    # With the values: a column errs beyond its extremes but its values stay in range (it errs
+    # because another column wanders, the model mixing its inputs): it keeps its level.
+    seen = rng.normal(size=(5_000, 4))
+    later = np.clip(rng.normal(size=(1_000, 4)), seen.min(axis=0), seen.max(axis=0))
+    assert wandering_columns(train, held, reference_values=seen, held_out_values=later) == ()
+    later[:5, 2] = 100.0  # a few rows beyond its range (0.5 %): still its level
+    assert wandering_columns(train, held, reference_values=seen, held_out_values=later) == ()
+    later[:20, 2] = 100.0  # 2 % of rows: it wanders
+    assert wandering_columns(train, held, reference_values=seen, held_out_values=later) == (2,)
+    later[:, 1] += 100.0  # beyond its range, but its errors stay within their extremes
+    assert wandering_columns(train, held, reference_values=seen, held_out_values=later) == (2,)
