@@ -224,6 +224,9 @@ def _creeping(n: int, start: pd.Timestamp, day0: float, rng: np.random.Generator
     )
 
 
+CREEPING_ARGS: dict[str, object] = {"window": 32, "epochs": 8, "progress": False, "samples_per_epoch": 2048}
+
+
 def test_a_creeping_column_is_seen_without_its_level_and_alarms_on_its_slope_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -232,8 +235,7 @@ def test_a_creeping_column_is_seen_without_its_level_and_alarms_on_its_slope_alo
     later = _creeping(2_000, reference["timestamp"].iloc[-1] + pd.Timedelta("5min"), 3_000 / 288, rng)
     later.loc[1_000:1_035, "disk"] += np.linspace(0, 2.0, 36)  # runaway logs: 3 h, 25x the creep
     later.loc[1_036:, "disk"] += 2.0  # and they stay
-    args = {"window": 32, "epochs": 8, "progress": False, "samples_per_epoch": 2048}
-    det = Detector(**args).fit(reference)
+    det = Detector(**CREEPING_ARGS).fit(reference)
     assert det.level_free_columns == ("disk",)
     res = det.score(later)
     spans = list(zip(res.events.start_index, res.events.end_index, strict=True))
@@ -242,9 +244,24 @@ def test_a_creeping_column_is_seen_without_its_level_and_alarms_on_its_slope_alo
     assert max(b - a + 1 for a, b in spans) <= 288  # no alarm of a day or more
     # Modelled with its level, the same column alarms for most of the week it creeps on.
     monkeypatch.setattr("aemon.scoring.wandering_columns", lambda *a, **k: ())
-    levelled = Detector(**args).fit(reference)
+    levelled = Detector(**CREEPING_ARGS).fit(reference)
     assert levelled.level_free_columns == ()
     assert levelled.score(later).is_anomaly.mean() > 0.3
+
+
+def test_a_column_that_drops_back_in_the_held_out_days_keeps_its_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A clean-up in the held-out days: the disk creeps past its training range, then drops 4
+    # points at once. Without its level the drop is a step the model never saw, which would
+    # hold the threshold up (148x the training scores against 13x), so the first model stays.
+    reference = _creeping(3_000, pd.Timestamp("2026-01-01"), 0.0, np.random.default_rng(0))
+    reference.loc[2_600:, "disk"] -= 4.0
+    with caplog.at_level("WARNING", logger="aemon.modalities.series"):
+        det = Detector(**CREEPING_ARGS).fit(reference)
+    assert det.level_free_columns == ()
+    assert "['disk'] wander beyond their training level" in caplog.text
+    assert "the model keeps their level" in caplog.text
 
 
 def test_bare_arrays_are_scored_by_column_order(fitted: Detector, series: pd.DataFrame) -> None:
