@@ -446,7 +446,8 @@ def wandering_columns(
     newcomer's ops sets, the creeping disks' longest alarms 47 h and 231 h (25 % and 68 % of
     rows flagged) -> 4.8 h and 27.4 h (7 % and 16.5 %), 35 -> 43 of 63 incidents found by
     alarms of at most 24 h; the realistic suite's server-3 6/1/5 -> 2/0/9 (a deploy in its held-out
-    days drops memory 9 points at once: an excursion to the level-free model)."""
+    days drops memory 9 points at once: an excursion to the level-free model), which is why
+    the level-free model is kept only where it generalizes better (series._fit_level_free)."""
     if not len(held_out_errors) or not len(reference_errors):
         return ()
     held = np.quantile(np.asarray(held_out_errors, dtype=np.float64), HELD_OUT_QUANTILE, axis=0)
