@@ -108,7 +108,11 @@ def test_kill_9_then_a_rerun_leaves_exactly_the_clean_runs_rows_and_monitoring_d
 
 
 @pytest.mark.parametrize(
-    ("db_url", "seed"), [pytest.param("postgres", s, marks=POSTGRES) for s in range(4)], indirect=["db_url"]
+    # Three random moments: the named kill points are tested above (all four on SQLite, during
+    # and after the write on PostgreSQL).
+    ("db_url", "seed"),
+    [pytest.param("postgres", s, marks=POSTGRES) for s in range(3)],
+    indirect=["db_url"],
 )
 def test_kill_9_at_a_random_moment_then_a_rerun_leaves_exactly_the_clean_runs_rows(
     db_url: str,
