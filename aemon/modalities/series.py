@@ -101,7 +101,7 @@ class SeriesModality(Modality):
         output = "sigmoid" if det.loss == "bce" else "identity"
         n_inputs = len(schema.columns) + 2 * len(det.calendar_)
         cal = slice(n_train + n_val, n)
-        seen = z[:n_train, :n_columns]
+        seen, held_values = z[:n_train, :n_columns], z[cal, :n_columns]  # training, calibration rows
         normal = slice(None) if y is None else ~y[cal]  # labelled anomalies are not usual errors
 
         def train(level_free: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +137,7 @@ class SeriesModality(Modality):
             percentile over the training 99.9th): what holds the threshold up."""
             fitted = scoring(train_err, held_out_errors=cal_err[normal], level_free=level_free)
             trained = series_point_scores(train_err, fitted, train_stamps, seen)[0]
-            held = series_point_scores(cal_err, fitted, stamps, z[cal, :n_columns])[0][normal]
+            held = series_point_scores(cal_err, fitted, stamps, held_values)[0][normal]
             return float(np.quantile(held, 0.99) / max(float(np.quantile(trained, 0.999)), 1e-12))
 
         train_err, cal_err = train(())
@@ -145,18 +145,16 @@ class SeriesModality(Modality):
         # A univariate series keeps its level: it is all the model sees (NAB's AWS signals whose
         # level shifts in their last third: 12 -> 11 of 30 windows found without it).
         if output == "identity" and n_columns > 1:
-            held = (cal_err[normal], z[cal, :n_columns][normal])
+            held = (cal_err[normal], held_values[normal])
             wandering, train_err, cal_err = _fit_level_free(
                 det, (train_err, cal_err), held, seen, train, reach
             )
         det.series_scoring_ = scoring(train_err, held_out_errors=cal_err[normal], level_free=wandering)
-        cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, z[cal, :n_columns])
+        cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, held_values)
         cal_labels = y[cal] if y is not None else None
         training = None
         if train_stamps is not None:  # an event budget holds on the training span too
-            train_scores, _ = series_point_scores(
-                train_err, det.series_scoring_, train_stamps, z[:n_train, :n_columns]
-            )
+            train_scores, _ = series_point_scores(train_err, det.series_scoring_, train_stamps, seen)
             if y is not None:  # labelled anomalies are not normal events
                 train_scores = np.where(y[:n_train], np.median(train_scores), train_scores)
             training = (train_scores, pd.Timedelta(train_stamps[-1] - train_stamps[0]))
