@@ -68,7 +68,8 @@ def load_drift_reference(ref: ModelRef) -> pd.DataFrame | None:
         return drift_references.get(key)
     folder = version_dir(ref) if ref.run_id else None
     if folder is not None and (folder / DRIFT_FILE).is_file():
-        profile: pd.DataFrame | None = pd.read_parquet(folder / DRIFT_FILE)
+        # no Arrow thread pool: see aemon.drift.profiles.load_profile
+        profile: pd.DataFrame | None = pd.read_parquet(folder / DRIFT_FILE, use_threads=False)
     elif folder is not None and (folder / NO_DRIFT_FILE).is_file():
         profile = None
     else:

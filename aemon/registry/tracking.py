@@ -469,7 +469,7 @@ def load_drift_reference(ref: ModelRef) -> pd.DataFrame | None:
         if DRIFT_REFERENCE in names:
             with tempfile.TemporaryDirectory(prefix="aemon-drift-") as tmp:
                 local = client.download_artifacts(run_id, DRIFT_REFERENCE, tmp)
-                profile = pd.read_parquet(local)
+                profile = pd.read_parquet(local, use_threads=False)  # see drift.profiles.load_profile
     keep_drift_reference(profile, ref)
     drift_references.put(key, profile)
     return profile
