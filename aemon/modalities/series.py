@@ -149,6 +149,10 @@ class SeriesModality(Modality):
             wandering, train_err, cal_err = _fit_level_free(
                 det, (train_err, cal_err), held, seen, train, reach
             )
+        # Which columns wander is judged above on the errors as seen; scoring then looks again
+        # where a resting column is off its level (see _looked_again).
+        limits = input_range(seen, wandering)
+        train_err, cal_err = _looked_again(det, (train_err, cal_err), z[:n_train], z[cal], limits, seen)
         det.series_scoring_ = scoring(train_err, held_out_errors=cal_err[normal], level_free=wandering)
         cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, held_values)
         cal_labels = y[cal] if y is not None else None
@@ -196,6 +200,7 @@ class SeriesModality(Modality):
             sample_starts=rows - (det.window - 1),
             scored=len(det.schema_.columns),  # calendar inputs are context, not scored
             limits=det.series_scoring_.input_limits if det.series_scoring_ is not None else None,
+            rest=det.series_scoring_.input_rest if det.series_scoring_ is not None else None,
         )
         values = z[:, : len(det.schema_.columns)]
         scores, col_err = series_point_scores(errors, det.series_scoring_, batch.timestamps, values)
@@ -349,14 +354,42 @@ def _fit_level_free(
     return (), *first
 
 
-def _errors(det: Detector, chunks: Any, limits: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def _looked_again(
+    det: Detector,
+    errors: tuple[np.ndarray, np.ndarray],
+    train_rows: np.ndarray,
+    cal_rows: np.ndarray,
+    limits: tuple[np.ndarray, np.ndarray] | None,
+    seen: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training and calibration `errors` as scoring takes them where the training values
+    `seen` have resting columns (aemon.scoring.rest_levels): windows where one is off its
+    level are looked at again with it at rest (WindowScorer), so the scales and threshold
+    are fitted on errors taken that way. Which columns wander is judged before, on the errors
+    as seen: looked at again, a newcomer's database host's creeping disk erred less where its
+    replicas stepped, was not found wandering, and flagged 57 % of its test rows in alarms of
+    up to 94 h (7 % and 4.8 h judged as seen)."""
+    from aemon.scoring import rest_levels
+
+    rest = rest_levels(seen)
+    if rest is None:
+        return errors
+    return _errors(det, [train_rows], rest=rest), _errors(det, [cal_rows], limits, rest)
+
+
+def _errors(
+    det: Detector,
+    chunks: Any,
+    limits: tuple[np.ndarray, np.ndarray] | None = None,
+    rest: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Per-point errors of the value columns (calendar inputs are context, not scored); the
-    model's inputs clipped to `limits`."""
+    model's inputs clipped to `limits`, resting columns at `rest` (see WindowScorer)."""
     from aemon.scoring import score_windows
 
     n = len(det.schema_.columns)
     return score_windows(
-        det.model_, chunks, det.window, det.stride, det.loss, det.device_, scored=n, limits=limits
+        det.model_, chunks, det.window, det.stride, det.loss, det.device_, scored=n, limits=limits, rest=rest
     )[0]
 
 

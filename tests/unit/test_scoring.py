@@ -19,6 +19,7 @@ from aemon.scoring import (
     movement,
     phase_bins,
     phase_profile,
+    rest_levels,
     score_images,
     score_windows,
     series_point_scores,
@@ -305,6 +306,47 @@ def test_inputs_are_clipped_to_the_limits_and_errors_taken_against_the_values() 
     # Unclipped, the outlier moves column 0's errors too; rows no window shares with it agree.
     assert np.abs(clipped_errors[:, 0] - unclipped[:, 0]).max() > 0
     np.testing.assert_allclose(clipped_errors[:22], unclipped[:22], rtol=1e-5)  # no window reaches row 30
+
+
+def test_a_window_where_a_resting_column_is_off_its_level_is_looked_at_again_with_it_at_rest() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(80, 3)).astype(np.float32)
+    x[:, 2] = 1.0
+    x[44:52, 2] = 0.0  # rests at 1, steps to 0 in the windows starting at 40 and 48
+    model, cpu = tiny_model(8, 3), torch.device("cpu")
+    plain, _ = score_windows(model, iter([x]), 8, 8, "mse", cpu)  # stride 8: one window per row
+    looked, _ = score_windows(model, iter([x]), 8, 8, "mse", cpu, rest=(np.array([2]), np.array([1.0])))
+    at_rest = x.copy()
+    at_rest[:, 2] = 1.0
+    again, _ = score_windows(model, iter([at_rest]), 8, 8, "mse", cpu)
+    np.testing.assert_allclose(looked[:, 2], plain[:, 2], rtol=1e-6)  # its own errors: as seen
+    for start in range(0, 80, 8):
+        block = slice(start, start + 8)
+        if start not in (40, 48):  # at rest throughout: one pass
+            np.testing.assert_allclose(looked[block], plain[block], rtol=1e-6)
+            continue
+        assert np.abs(again[block, :2] - plain[block, :2]).max() > 0  # the step moves them
+        for c in (0, 1):  # each column: the pass that errs less on it over the window
+            lower = min(plain[block, c], again[block, c], key=lambda e: float(e.sum()))
+            np.testing.assert_allclose(looked[block, c], lower, rtol=1e-5, atol=1e-7)
+        assert (looked[block, :2].sum(axis=0) <= plain[block, :2].sum(axis=0) + 1e-6).all()
+
+
+def test_a_stepping_column_rests_where_it_holds_most_of_the_time() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(2_000, 4))
+    values[:, 1] = 3.0  # constant: never off its level
+    values[:, 2] = 0.5
+    values[300:500, 2] = 1.5  # steps, resting at 0.5 on 90 % of the rows
+    values[:, 3] = np.repeat([0.0, 1.0, 2.0], [700, 650, 650])  # steps, but no level holds half
+    cols, levels = rest_levels(values)
+    assert cols.tolist() == [2] and levels.tolist() == [0.5]
+    assert rest_levels(values[:, [0, 1, 3]]) is None
+    assert rest_levels(values[:10]) is None  # too few rows to judge
+    scoring = fit_series_scoring(rng.exponential(size=(2_000, 4)), 16, values=values)
+    assert (scoring.rest_columns, scoring.rest_levels) == ((2,), (0.5,))
+    assert SeriesScoring.from_dict(scoring.to_dict()) == scoring
+    assert SeriesScoring.from_dict({"column_scale": [1.0], "smoothing": 4}).input_rest is None  # saved before
 
 
 def test_a_column_that_errs_routinely_on_held_out_data_counts_no_more_than_it_usually_errs_there() -> None:
