@@ -74,12 +74,17 @@ class WindowScorer:
             low = np.r_[limits[0], np.full(free, -np.inf)].astype(np.float32)
             high = np.r_[limits[1], np.full(free, np.inf)].astype(np.float32)
             self._limits = (low, high)
-        self._rest: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
-        if rest is not None and len(rest[0]) and len(rest[0]) < self.n_cols:
+        # (resting columns, their levels, the other scored columns), on the device.
+        self._rest: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        if rest is not None and 0 < len(rest[0]) < self.n_cols:
             cols = np.asarray(rest[0], dtype=np.int64)
             others = np.setdiff1d(np.arange(self.n_cols), cols)
-            levels = torch.as_tensor(np.asarray(rest[1], dtype=np.float32), device=device)
-            self._rest = (torch.from_numpy(cols).to(device), levels, others)
+            levels = np.asarray(rest[1], dtype=np.float32)
+            self._rest = (
+                torch.from_numpy(cols).to(device),
+                torch.from_numpy(levels).to(device),
+                torch.from_numpy(others).to(device),
+            )
         self._buf = np.empty((0, n_inputs), dtype=np.float32)
         self._acc = np.zeros((0, self.n_cols), dtype=np.float64)
         self._cnt = np.zeros(0, dtype=np.float64)
@@ -178,11 +183,10 @@ class WindowScorer:
         xr = xt[off].clone()
         xr[..., cols] = levels
         again = elementwise_loss(self.model(xr).recon[..., : self.n_cols], target[off], self.loss)
-        other = torch.from_numpy(others).to(loss.device)
-        now, then = loss[off][..., other], again[..., other]
-        better = then.sum(dim=1) < now.sum(dim=1)  # per window and column: no error grows
         sub = loss[off]  # a copy
-        sub[..., other] = torch.where(better[:, None, :], then, now)
+        now, then = sub[..., others], again[..., others]
+        better = then.sum(dim=1) < now.sum(dim=1)  # per window and column: no error grows
+        sub[..., others] = torch.where(better[:, None, :], then, now)
         loss[off] = sub
         return loss
 
@@ -445,6 +449,7 @@ def fit_series_scoring(
     held_out_errors: np.ndarray | None = None,
     held_out_timestamps: np.ndarray | None = None,
     level_free: Sequence[int] = (),
+    rest: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SeriesScoring:
     """Column scales, and with a `period` (seconds) and the rows' `timestamps` the phase
     factors, and with the rows' standardized `values` the stepping columns and the stillness
@@ -453,7 +458,8 @@ def fit_series_scoring(
     Measured (SMD, generated incidents): the 99.9th percentile of training errors with a
     floor of 0.1 beat the mean error of held-out points (SMD machine-1-2 AUPRC 0.52 vs 0.43).
     `held_out_errors` (normal held-out rows, with their `held_out_timestamps` for the phase
-    factors): each column's scale is at least their HELD_OUT_QUANTILE.
+    factors): each column's scale is at least their HELD_OUT_QUANTILE. `rest`: the resting
+    columns found on the same `values` (rest_levels), kept for scoring.
     """
     errors = np.asarray(reference_errors, dtype=np.float64)
     factors: tuple[tuple[float, ...], ...] = ()
@@ -485,7 +491,6 @@ def fit_series_scoring(
     still_floor = np.where(stillest > STILL_MIN_FLOOR, stillest, 0.0)
     plain = series_point_scores(reference_errors, scoring, timestamps)[0]
     unit = float(np.quantile(plain, quantile))
-    rest = rest_levels(values)
     return replace(
         scoring,
         still_floor=tuple(still_floor.tolist()),

@@ -57,7 +57,7 @@ class SeriesModality(Modality):
 
     def fit(self, det: Detector, data: Input, labels: Any, cfg: TrainConfig) -> None:
         # torch loads on first use, not on import: light commands and the ui stay fast.
-        from aemon.scoring import fit_series_scoring, input_range, series_point_scores
+        from aemon.scoring import fit_series_scoring, input_range, rest_levels, series_point_scores
         from aemon.training import train_autoencoder
 
         if isinstance(data, np.ndarray):
@@ -122,6 +122,7 @@ class SeriesModality(Modality):
         train_stamps = series.timestamps[:n_train] if series.timestamps is not None else None
         cycle = train_stamps if det.calendar_ else None
 
+        rest = rest_levels(seen)  # columns that rest at one level (see _looked_again)
         scoring = partial(
             fit_series_scoring,
             smoothing=smoothing,
@@ -129,6 +130,7 @@ class SeriesModality(Modality):
             timestamps=cycle,
             period=min(det.calendar_) if cycle is not None else None,
             values=seen,
+            rest=rest,
             held_out_timestamps=stamps[normal] if cycle is not None and stamps is not None else None,
         )
 
@@ -152,7 +154,7 @@ class SeriesModality(Modality):
         # Which columns wander is judged above on the errors as seen; scoring then looks again
         # where a resting column is off its level (see _looked_again).
         limits = input_range(seen, wandering)
-        train_err, cal_err = _looked_again(det, (train_err, cal_err), z[:n_train], z[cal], limits, seen)
+        train_err, cal_err = _looked_again(det, (train_err, cal_err), z[:n_train], z[cal], limits, rest)
         det.series_scoring_ = scoring(train_err, held_out_errors=cal_err[normal], level_free=wandering)
         cal_scores, _ = series_point_scores(cal_err, det.series_scoring_, stamps, held_values)
         cal_labels = y[cal] if y is not None else None
@@ -360,18 +362,15 @@ def _looked_again(
     train_rows: np.ndarray,
     cal_rows: np.ndarray,
     limits: tuple[np.ndarray, np.ndarray] | None,
-    seen: np.ndarray,
+    rest: tuple[np.ndarray, np.ndarray] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The training and calibration `errors` as scoring takes them where the training values
-    `seen` have resting columns (aemon.scoring.rest_levels): windows where one is off its
+    have resting columns `rest` (aemon.scoring.rest_levels): windows where one is off its
     level are looked at again with it at rest (WindowScorer), so the scales and threshold
     are fitted on errors taken that way. Which columns wander is judged before, on the errors
     as seen: looked at again, a newcomer's database host's creeping disk erred less where its
     replicas stepped, was not found wandering, and flagged 57 % of its test rows in alarms of
     up to 94 h (7 % and 4.8 h judged as seen)."""
-    from aemon.scoring import rest_levels
-
-    rest = rest_levels(seen)
     if rest is None:
         return errors
     return _errors(det, [train_rows], rest=rest), _errors(det, [cal_rows], limits, rest)

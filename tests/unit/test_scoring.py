@@ -343,7 +343,7 @@ def test_a_stepping_column_rests_where_it_holds_most_of_the_time() -> None:
     assert cols.tolist() == [2] and levels.tolist() == [0.5]
     assert rest_levels(values[:, [0, 1, 3]]) is None
     assert rest_levels(values[:10]) is None  # too few rows to judge
-    scoring = fit_series_scoring(rng.exponential(size=(2_000, 4)), 16, values=values)
+    scoring = fit_series_scoring(rng.exponential(size=(2_000, 4)), 16, values=values, rest=(cols, levels))
     assert (scoring.rest_columns, scoring.rest_levels) == ((2,), (0.5,))
     assert SeriesScoring.from_dict(scoring.to_dict()) == scoring
     assert SeriesScoring.from_dict({"column_scale": [1.0], "smoothing": 4}).input_rest is None  # saved before
